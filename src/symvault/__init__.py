@@ -1,0 +1,1 @@
+"""symvault: a debug information file store and native symbolication service."""

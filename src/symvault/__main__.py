@@ -1,0 +1,5 @@
+import sys
+
+from symvault.cli import main
+
+sys.exit(main())

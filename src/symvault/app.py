@@ -1,0 +1,101 @@
+"""The composition root: builds every service from the configuration.
+
+Nothing else in symvault chooses concrete implementations (storage backend,
+database) or holds process-wide state; the API receives a `Services` object.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from symvault.config import Config
+from symvault.metrics import Metrics
+from symvault.periodic import PeriodicJobs
+from symvault.store.accounts import Accounts
+from symvault.store.assembly import Assembler
+from symvault.store.chunks import ChunkStore
+from symvault.store.database import Database
+from symvault.store.debug_files import DebugFiles
+from symvault.store.filesystem import FilesystemStorage
+from symvault.store.legacy_uploads import LegacyUploads
+from symvault.store.locks import FileLock
+from symvault.store.storage import Storage
+from symvault.store.zips import ZipLimits
+
+__all__ = ["Services", "build_services"]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_SWEEP_INTERVAL = 600.0
+
+
+@dataclass
+class Services:
+    """Everything the API and the command line work with."""
+
+    config: Config
+    db: Database
+    storage: Storage
+    metrics: Metrics
+    accounts: Accounts
+    chunks: ChunkStore
+    debug_files: DebugFiles
+    assembler: Assembler
+    legacy_uploads: LegacyUploads
+    periodic: PeriodicJobs
+
+    def start(self) -> None:
+        """Starts background work: assembly workers and periodic maintenance."""
+        self.assembler.start()
+        self.periodic.start()
+
+    def stop(self) -> None:
+        self.periodic.stop()
+        self.assembler.stop()
+        self.db.dispose()
+
+
+def build_services(config: Config, *, migrate: bool = True) -> Services:
+    """Creates the data directory, opens the database and wires the services."""
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.database_url, config.database.pool_size, lock_dir=data_dir / "locks")
+    if migrate:
+        db.migrate()
+    storage = FilesystemStorage(data_dir / "store")
+    metrics = Metrics()
+    chunks = ChunkStore(db, storage, FileLock(data_dir / "locks" / "chunks.lock"))
+    debug_files = DebugFiles(db, storage)
+    upload = config.upload
+    assembler = Assembler(db, chunks, debug_files, storage, upload, metrics)
+    legacy_uploads = LegacyUploads(
+        debug_files,
+        storage.staging_dir(),
+        ZipLimits(
+            max_members=upload.legacy_max_members,
+            max_member_size=upload.max_file_size,
+            max_total_size=upload.max_file_size,
+            max_ratio=upload.legacy_max_ratio,
+        ),
+        upload.validate_max_size,
+    )
+    periodic = PeriodicJobs()
+    periodic.add(
+        "sweep-chunks",
+        _CHUNK_SWEEP_INTERVAL,
+        lambda: chunks.sweep(upload.chunk_retention),
+        delay=60,
+    )
+    return Services(
+        config=config,
+        db=db,
+        storage=storage,
+        metrics=metrics,
+        accounts=Accounts(db),
+        chunks=chunks,
+        debug_files=debug_files,
+        assembler=assembler,
+        legacy_uploads=legacy_uploads,
+        periodic=periodic,
+    )

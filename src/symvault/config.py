@@ -1,0 +1,259 @@
+"""The configuration tree: one YAML file, every key with a default.
+
+`load_config` reads the file once at start-up; everything else receives the
+typed `Config` (or the part of it that it needs) from the composition root.
+Durations accept seconds (`90`), humantime strings (`"90s"`, `"1h"`, `"7d"`)
+or Symbolicator-style mappings (`{hours: 1}`); sizes accept bytes (`1024`) or
+strings with a binary unit (`"8MiB"`, `"2GiB"`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from symvault.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DatabaseConfig",
+    "LoggingConfig",
+    "ServerConfig",
+    "UploadConfig",
+    "load_config",
+]
+
+_DURATION_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+    "w": 604800.0,
+    "week": 604800.0,
+    "weeks": 604800.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Turns the accepted duration spellings into a `timedelta`."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a duration must be a number, a string like '1h' or a mapping")
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    if isinstance(value, dict):
+        allowed = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds"}
+        unknown = set(value) - allowed
+        if unknown:
+            raise ValueError(f"unknown duration unit(s): {', '.join(sorted(unknown))}")
+        return timedelta(**{key: float(amount) for key, amount in value.items()})
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            return timedelta(seconds=float(text))
+        parts = _DURATION_PART.findall(text)
+        if not parts or _DURATION_PART.sub("", text).strip():
+            raise ValueError(f"cannot parse duration {value!r}")
+        seconds = 0.0
+        for amount, unit in parts:
+            if unit not in _DURATION_UNITS:
+                raise ValueError(f"unknown duration unit {unit!r} in {value!r}")
+            seconds += float(amount) * _DURATION_UNITS[unit]
+        return timedelta(seconds=seconds)
+    raise ValueError("a duration must be a number, a string like '1h' or a mapping")
+
+
+def parse_size(value: Any) -> int:
+    """Turns `1024`, `"8MiB"`, `"2 GB"` into a byte count (units are binary)."""
+    if isinstance(value, bool):
+        raise TypeError("a size must be a number of bytes or a string like '8MiB'")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match:
+            amount, unit = match.groups()
+            factor = _SIZE_UNITS[(unit or "")[:1].lower()]
+            return int(float(amount) * factor)
+    raise ValueError(f"cannot parse size {value!r}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    """The HTTP listener."""
+
+    bind: str = "127.0.0.1:3021"
+    """`HOST:PORT` to listen on."""
+
+    public_url: str | None = None
+    """Absolute base URL clients reach this server at (used for the chunk-upload
+    `url`). Defaults to the scheme and `Host` of each request."""
+
+    max_json_body: Size = 55 * 1024**2
+    """Largest JSON request body accepted (413 above it)."""
+
+    @field_validator("bind")
+    @classmethod
+    def _check_bind(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("bind must look like HOST:PORT")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+
+class DatabaseConfig(_Section):
+    """Where metadata lives."""
+
+    url: str | None = None
+    """SQLAlchemy URL. Defaults to SQLite at `<data_dir>/symvault.db`; a
+    `postgresql+psycopg://...` URL works the same way."""
+
+    pool_size: int = Field(default=8, ge=1)
+    """Connections kept open per server process."""
+
+
+class UploadConfig(_Section):
+    """The chunked upload and assemble protocol."""
+
+    chunk_size: Size = Field(default=8 * 1024**2, gt=0)
+    """Size of one chunk as told to clients; larger chunks are refused."""
+
+    chunks_per_request: int = Field(default=64, ge=1)
+    """Most chunks accepted in one upload request."""
+
+    max_request_size: Size = Field(default=32 * 1024**2, gt=0)
+    """Largest chunk-upload request body (before decompression)."""
+
+    max_file_size: Size = Field(default=2 * 1024**3, gt=0)
+    """Largest debug file that may be assembled (larger is allowed by raising this)."""
+
+    concurrency: int = Field(default=8, ge=1, le=255)
+    """Parallel chunk-upload requests a client should make."""
+
+    max_wait: Duration = timedelta(minutes=10)
+    """How long clients should wait for assembly when asked to."""
+
+    assemble_workers: int = Field(default=2, ge=1)
+    """Files assembled at the same time per server process."""
+
+    assemble_lease: Duration = timedelta(seconds=15)
+    """An assembly not renewed for this long is considered abandoned (its
+    server died) and is restarted by the next poll."""
+
+    error_retention: Duration = timedelta(minutes=5)
+    """How long a failed assembly is reported before a new attempt is allowed."""
+
+    chunk_retention: Duration = timedelta(hours=24)
+    """Uploaded chunks are kept this long after their last upload."""
+
+    validate_max_size: Size = Field(default=512 * 1024**2, ge=0)
+    """Files up to this size have their debug data read in full when assembled, so
+    that corrupt uploads are refused at once; 0 turns the check off."""
+
+    legacy_max_members: int = Field(default=10_000, ge=1)
+    """Most members a zip uploaded to the legacy endpoint may have."""
+
+    legacy_max_ratio: int = Field(default=200, ge=1)
+    """Largest compression ratio of a zip member before it counts as a bomb."""
+
+
+class LoggingConfig(_Section):
+    """Log output."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    access_log: bool = False
+    """Log every HTTP request."""
+
+
+class Config(_Section):
+    """The whole configuration tree."""
+
+    data_dir: Path = Path("./symvault-data")
+    """Root of everything stored on disk: uploads, database, caches."""
+
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    upload: UploadConfig = UploadConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'symvault.db').resolve()}"
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Reads `path` (if given), applies command-line `overrides` and validates."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must contain a mapping at the top level")
+        raw = loaded
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping to set {dotted}")
+        node = child
+    node[leaf] = value

@@ -1,0 +1,50 @@
+"""Declared metric names, exported at `/metrics` in the Prometheus text format.
+
+All metrics live in one `Metrics` object per process (no module globals), so
+tests and several apps in one process do not share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """The registry and every metric symvault records."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "symvault_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "symvault_http_request_duration_seconds",
+            "Time to answer HTTP requests, by route template.",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.chunks_uploaded = Counter(
+            "symvault_chunks_uploaded",
+            "Chunks received through the chunk-upload endpoint.",
+            registry=self.registry,
+        )
+        self.chunk_bytes = Counter(
+            "symvault_chunk_bytes",
+            "Bytes of chunk data received (after decompression).",
+            registry=self.registry,
+        )
+        self.assembled = Counter(
+            "symvault_assembled_files",
+            "Assembly jobs by outcome (ok, error).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Pure types shared by every layer: identifiers, debug file metadata. No I/O here."""

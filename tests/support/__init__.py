@@ -1,0 +1,1 @@
+"""Helpers for tests: the real server in a subprocess, the real sentry-cli, fixtures."""
