@@ -138,7 +138,10 @@ async def delete_debug_file(request: Request) -> Response:
     record = await run_blocking(services.debug_files.get, project.id, file_id)
     if record is None or not await run_blocking(services.debug_files.delete, project.id, file_id):
         raise NotFound(f"debug file {file_id} does not exist in this project")
-    if await run_blocking(services.debug_files.find_by_checksum, project.id, record.checksum) is None:
+    if (
+        await run_blocking(services.debug_files.find_by_checksum, project.id, record.checksum)
+        is None
+    ):
         # Deleted on purpose: uploading the same file again must store it again.
         await run_blocking(services.assembler.forget, project.id, record.checksum)
     return Response(status_code=204)
