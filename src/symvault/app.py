@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from symvault.caches.service import Caches
 from symvault.config import Config
 from symvault.metrics import Metrics
 from symvault.periodic import PeriodicJobs
@@ -43,6 +44,7 @@ class Services:
     debug_files: DebugFiles
     assembler: Assembler
     legacy_uploads: LegacyUploads
+    caches: Caches
     periodic: PeriodicJobs
 
     def start(self) -> None:
@@ -53,6 +55,7 @@ class Services:
     def stop(self) -> None:
         self.periodic.stop()
         self.assembler.stop()
+        self.caches.close()
         self.db.dispose()
 
 
@@ -67,8 +70,11 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
     metrics = Metrics()
     chunks = ChunkStore(db, storage, FileLock(data_dir / "locks" / "chunks.lock"))
     debug_files = DebugFiles(db, storage)
+    accounts = Accounts(db)
+    caches = Caches(config, metrics, accounts, debug_files, storage)
+    on_recorded = caches.precompute if config.caches.precompute_on_upload else None
     upload = config.upload
-    assembler = Assembler(db, chunks, debug_files, storage, upload, metrics)
+    assembler = Assembler(db, chunks, debug_files, storage, upload, metrics, on_recorded)
     legacy_uploads = LegacyUploads(
         debug_files,
         storage.staging_dir(),
@@ -79,6 +85,7 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
             max_ratio=upload.legacy_max_ratio,
         ),
         upload.validate_max_size,
+        on_recorded,
     )
     periodic = PeriodicJobs()
     periodic.add(
@@ -87,15 +94,23 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         lambda: chunks.sweep(upload.chunk_retention),
         delay=60,
     )
+    if config.caches.cleanup_interval is not None:
+        periodic.add(
+            "cache-cleanup",
+            config.caches.cleanup_interval.total_seconds(),
+            caches.cleanup,
+            delay=300,
+        )
     return Services(
         config=config,
         db=db,
         storage=storage,
         metrics=metrics,
-        accounts=Accounts(db),
+        accounts=accounts,
         chunks=chunks,
         debug_files=debug_files,
         assembler=assembler,
         legacy_uploads=legacy_uploads,
+        caches=caches,
         periodic=periodic,
     )

@@ -1,4 +1,4 @@
-"""The command line: `symvault serve`, `token create`, `check`.
+"""The command line: `symvault serve`, `token create`, `check`, `cleanup`.
 
 Every command takes `--config FILE` and `--data-dir DIR`; see
 docs/configuration.md for the keys of the config file.
@@ -50,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
         help="a scope such as project:write (repeatable; default: all scopes)",
     )
     create.add_argument("--label", default="", help="a note about what the token is for")
+
+    cleanup = commands.add_parser(
+        "cleanup", parents=[common], help="remove expired cache entries and uploaded chunks"
+    )
+    cleanup.add_argument(
+        "--dry-run", action="store_true", help="only report what would be removed"
+    )
+    cleanup.add_argument(
+        "--repeat", metavar="INTERVAL", help="keep running, every INTERVAL (e.g. 1h)"
+    )
 
     check = commands.add_parser(
         "check", parents=[common], help="show what the store would detect in files"
@@ -133,6 +143,29 @@ def _create_token(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cleanup(config: Config, dry_run: bool, repeat: str | None) -> int:
+    import time
+
+    from symvault.app import build_services
+    from symvault.config import parse_duration
+
+    interval = parse_duration(repeat).total_seconds() if repeat else None
+    services = build_services(config)
+    try:
+        while True:
+            report = services.caches.cleanup(dry_run=dry_run)
+            print(report.summary(), flush=True)
+            if not dry_run:
+                chunks = services.chunks.sweep(config.upload.chunk_retention)
+                print(f"removed {chunks} expired upload chunks", flush=True)
+            if interval is None:
+                return 0
+            time.sleep(interval)
+    finally:
+        services.caches.close()
+        services.db.dispose()
+
+
 def _check(files: Sequence[Path], as_json: bool) -> int:
     from symvault.store.detection import detect_file
 
@@ -186,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(config)
         if args.command == "token":
             return _create_token(config, args)
+        if args.command == "cleanup":
+            return _cleanup(config, args.dry_run, args.repeat)
     except SymvaultError as exc:
         detail = exc.detail if hasattr(exc, "detail") else str(exc)
         print(f"symvault: {detail}", file=sys.stderr)

@@ -18,8 +18,11 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from symvault.errors import ConfigError
+from symvault.model.sources import SourceConfig
 
 __all__ = [
+    "CacheConfig",
+    "CachesConfig",
     "Config",
     "DatabaseConfig",
     "LoggingConfig",
@@ -52,11 +55,22 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**
 
 
 def parse_duration(value: Any) -> timedelta:
-    """Turns the accepted duration spellings into a `timedelta`."""
+    """Turns the accepted duration spellings into a `timedelta`; negative ones are refused."""
+    try:
+        duration = _duration(value)
+    except (TypeError, OverflowError) as exc:
+        # Pydantic reports only ValueErrors as validation errors.
+        raise ValueError(f"cannot parse duration {value!r}: {exc}") from exc
+    if duration < timedelta(0):
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return duration
+
+
+def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
-        raise TypeError("a duration must be a number, a string like '1h' or a mapping")
+        raise ValueError("a duration must be a number, a string like '1h' or a mapping")
     if isinstance(value, int | float):
         return timedelta(seconds=float(value))
     if isinstance(value, dict):
@@ -84,7 +98,7 @@ def parse_duration(value: Any) -> timedelta:
 def parse_size(value: Any) -> int:
     """Turns `1024`, `"8MiB"`, `"2 GB"` into a byte count (units are binary)."""
     if isinstance(value, bool):
-        raise TypeError("a size must be a number of bytes or a string like '8MiB'")
+        raise ValueError("a size must be a number of bytes or a string like '8MiB'")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -192,6 +206,46 @@ class UploadConfig(_Section):
     """Largest compression ratio of a zip member before it counts as a bomb."""
 
 
+class CacheConfig(_Section):
+    """Lifetimes of one family of cache entries (see docs/caching.md)."""
+
+    max_unused_for: Duration = timedelta(days=7)
+    """A good entry not used for this long is removed by cleanup."""
+
+    retry_misses_after: Duration = timedelta(hours=1)
+    """A file found nowhere (or not accessible) is looked for again after this long."""
+
+    retry_malformed_after: Duration = timedelta(hours=24)
+    """A failed conversion is tried again after this long, or after a restart."""
+
+    retry_errors_after: Duration = timedelta(minutes=5)
+    """A fetch that failed (server error, timeout) is tried again after this long.
+    Symbolicator folds these into `retry_misses_after`; symvault retries them sooner."""
+
+
+class CachesConfig(_Section):
+    """Symbolicator's `caches` section, plus a size budget."""
+
+    downloaded: CacheConfig = CacheConfig()
+    """Debug files downloaded from sources."""
+
+    derived: CacheConfig = CacheConfig()
+    """Symcaches, CFI caches and object metadata derived from debug files."""
+
+    max_size: Size | None = None
+    """Cleanup evicts least recently used entries (downloaded files first) while the
+    cache is larger than this. No limit by default."""
+
+    min_free_space: Size | None = None
+    """Cleanup also evicts while the disk holding the cache has less free space."""
+
+    cleanup_interval: Duration | None = timedelta(hours=1)
+    """How often a server cleans the cache by itself; null leaves it to `symvault cleanup`."""
+
+    precompute_on_upload: bool = True
+    """Compute the symcache and CFI cache of a file as soon as it is uploaded."""
+
+
 class LoggingConfig(_Section):
     """Log output."""
 
@@ -211,6 +265,45 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     upload: UploadConfig = UploadConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    cache_dir: Path | None = None
+    """Root of the caches; defaults to `<data_dir>/cache`."""
+
+    caches: CachesConfig = CachesConfig()
+
+    sources: tuple[SourceConfig, ...] = ()
+    """Symbol sources used when a request names none (Symbolicator's shape)."""
+
+    connect_to_reserved_ips: bool = False
+    """Let downloads connect to private, loopback and reserved addresses."""
+
+    reserved_ip_allowlist: tuple[str, ...] = ()
+    """Addresses or networks (CIDR) of internal symbol servers that downloads may reach
+    even though `connect_to_reserved_ips` is off."""
+
+    connect_timeout: Duration = timedelta(seconds=15)
+    """Time allowed to connect to a source."""
+
+    streaming_timeout: Duration = timedelta(seconds=250)
+    """Longest wait for a source to start answering, or between parts of a download."""
+
+    max_download_timeout: Duration = timedelta(seconds=315)
+    """Time allowed for one download, retries included."""
+
+    max_download_size: Size = Field(default=4 * 1024**3, gt=0)
+    """Largest file downloaded from a source, also after decompression."""
+
+    download_retries: int = Field(default=2, ge=0, le=10)
+    """Retries of a download that failed with a server error or a timeout."""
+
+    host_failure_limit: int = Field(default=5, ge=1)
+    """After this many consecutive failures, a host is skipped for `host_block_time`."""
+
+    host_block_time: Duration = timedelta(seconds=60)
+
+    @property
+    def cache_root(self) -> Path:
+        return (self.cache_dir or self.data_dir / "cache").resolve()
 
     @property
     def database_url(self) -> str:

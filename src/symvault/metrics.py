@@ -6,7 +6,7 @@ tests and several apps in one process do not share counters.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
 
@@ -43,6 +43,53 @@ class Metrics:
             "symvault_assembled_files",
             "Assembly jobs by outcome (ok, error).",
             ["outcome"],
+            registry=self.registry,
+        )
+
+        kind = ["kind"]
+        self.cache_hits = Counter(
+            "symvault_cache_hits", "Cache lookups answered from disk.", kind, registry=self.registry
+        )
+        self.cache_misses = Counter(
+            "symvault_cache_misses",
+            "Cache lookups that had to compute the entry.",
+            kind,
+            registry=self.registry,
+        )
+        self.cache_computations = Counter(
+            "symvault_cache_computations",
+            "Entries computed (downloads, conversions).",
+            kind,
+            registry=self.registry,
+        )
+        self.cache_errors = Counter(
+            "symvault_cache_errors",
+            "Computations that ended in a placeholder or failed.",
+            kind,
+            registry=self.registry,
+        )
+        self.cache_evictions = Counter(
+            "symvault_cache_evictions",
+            "Entries removed by cleanup (expired or evicted for space).",
+            kind,
+            registry=self.registry,
+        )
+        self.cache_bytes_written = Counter(
+            "symvault_cache_bytes_written",
+            "Bytes written into the cache.",
+            kind,
+            registry=self.registry,
+        )
+        self.cache_bytes = Gauge(
+            "symvault_cache_bytes",
+            "Bytes on disk per cache kind, as measured by the last cleanup.",
+            kind,
+            registry=self.registry,
+        )
+        self.downloads = Counter(
+            "symvault_source_downloads",
+            "Downloads from sources by source type and outcome.",
+            ["source_type", "outcome"],
             registry=self.registry,
         )
 

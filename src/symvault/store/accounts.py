@@ -217,6 +217,25 @@ class Accounts:
             project_id = self._ensure_project(session, principal.organization_id, project)
         return ProjectRef(project_id, project, principal.organization_id, organization)
 
+    def find_project_by_slugs(self, organization: str, project: str) -> ProjectRef | None:
+        """The project `organization/project`, if both exist."""
+        with self._db.read() as session:
+            org_id = session.scalar(
+                select(Organization.id).where(Organization.slug == organization)
+            )
+        if org_id is None:
+            return None
+        return self.find_project(org_id, project)
+
+    def project_by_id(self, project_id: int) -> ProjectRef | None:
+        with self._db.read() as session:
+            row = session.execute(
+                select(Project.slug, Project.organization_id, Organization.slug)
+                .join(Organization, Organization.id == Project.organization_id)
+                .where(Project.id == project_id)
+            ).first()
+        return ProjectRef(project_id, row[0], row[1], row[2]) if row else None
+
     def find_project(self, organization_id: int, slug: str) -> ProjectRef | None:
         key = (organization_id, slug)
         with self._lock:

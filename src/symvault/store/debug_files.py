@@ -91,6 +91,24 @@ class DebugFiles:
             )
         return sorted(wanted - found)
 
+    def find_for_module(
+        self, project_id: int, debug_id: str | None, code_id: str | None
+    ) -> list[DebugFile]:
+        """Every file of the project for a module, newest first: by debug id, else by code id."""
+        if debug_id:
+            condition = DebugFileRow.debug_id == debug_id
+        elif code_id:
+            condition = DebugFileRow.code_id == code_id
+        else:
+            return []
+        with self._db.read() as session:
+            rows = session.execute(
+                _select_records()
+                .where(DebugFileRow.project_id == project_id, condition)
+                .order_by(DebugFileRow.id.desc())
+            ).all()
+        return [_record_of(row) for row in rows]
+
     def find_stored(self, checksum: str) -> StoredContent | None:
         """Contents with this SHA-1 already in storage, from any project."""
         with self._db.read() as session:

@@ -8,6 +8,7 @@ bundle) is stored as it is. Zip members that are not debug files are skipped.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from symvault.errors import BadRequest, DebugFileError
@@ -29,11 +30,13 @@ class LegacyUploads:
         staging_dir: Path,
         limits: ZipLimits,
         validate_max_size: int,
+        on_recorded: Callable[[DebugFile], None] | None = None,
     ) -> None:
         self._debug_files = debug_files
         self._staging = staging_dir
         self._limits = limits
         self._validate_max_size = validate_max_size
+        self._on_recorded = on_recorded
 
     def ingest(
         self, project_id: int, path: Path, name: str, sha1: str, size: int
@@ -77,6 +80,8 @@ class LegacyUploads:
             record, is_new = self._debug_files.create(project_id, meta, sha1, size, path)
             if is_new:
                 created.append(record)
+                if self._on_recorded is not None:
+                    self._on_recorded(record)
         for debug_id in {meta.debug_id for meta in metas}:
             self._debug_files.clean_redundant(project_id, debug_id)
         return created

@@ -1,0 +1,326 @@
+"""Caches derived from debug files, one entry per (source, module).
+
+An entry is computed from the best file one source has for the module
+(`search.search_source`) and says which file that was, whether it was the
+preferred kind (rule 2) or a fallback (rule 3), and what happened with every
+candidate. When no file is found, the entry is a placeholder (rule 4,
+enforcement point 2: placeholders exist for derived caches only); when the
+conversion fails, a failed-conversion placeholder (rule 5).
+
+A lookup across several sources walks them in order and stops at the first
+preferred result; otherwise the first fallback result wins (ties go to the
+earlier source). Per-source entries mean that a new upload to the store, or a
+file appearing on one server, only refreshes that source's entry.
+
+Fallback entries are refreshed in the background when their mtime is more
+than `TOUCH_EVERY` old (rule 3, enforcement point 5); entries written by an
+older format (ours or symbolic's) are served and recomputed meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from symvault.caches.object_meta import ObjectInfo, ObjectMetas
+from symvault.caches.objects import ObjectFiles, source_directory
+from symvault.caches.search import Candidate, Purpose, search_source
+from symvault.caching.cacher import Cacher, CacheVersions, Clock, Computed
+from symvault.caching.entries import CacheEntry, EntryStatus
+from symvault.caching.keys import GLOBAL_SCOPE, CacheKey
+from symvault.caching.rules import TOUCH_EVERY
+from symvault.model.objects import FileType, ObjectId, ObjectType, file_types_for
+from symvault.model.sources import SourceConfig
+from symvault.sources.base import DownloadStatus, applicable_file_types
+from symvault.sources.registry import SourceRegistry
+
+__all__ = ["Conversion", "ConversionFailed", "DerivedCache", "DerivedResult"]
+
+
+class ConversionFailed(Exception):
+    """The file could not be converted; `status` is `malformed` or `unsupported`."""
+
+    def __init__(self, status: EntryStatus, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class Conversion(Protocol):
+    """What a derived cache kind supplies."""
+
+    name: str
+    versions: CacheVersions
+    purpose: Purpose
+
+    def convert(self, source_file: Path, info: ObjectInfo, target: Path) -> dict[str, Any]:
+        """Writes the derived cache to `target`; returns extra info for the entry.
+
+        Raises `ConversionFailed` if the file cannot be converted.
+        """
+
+    def is_outdated(self, entry: CacheEntry) -> bool:
+        """True if the entry was written by an older converter and should be rebuilt."""
+
+
+@dataclass(frozen=True)
+class DerivedResult:
+    """The outcome of a lookup: the entry used (if any) and what happened everywhere."""
+
+    status: EntryStatus
+    entry: CacheEntry | None
+    source_id: str | None
+    candidates: list[Candidate] = field(default_factory=list)
+    object_info: ObjectInfo | None = None
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is EntryStatus.OK and self.entry is not None
+
+    @property
+    def fallback(self) -> bool:
+        return bool(self.entry is not None and self.entry.info.get("fallback"))
+
+
+#: Placeholders worth more than "not found" when no source has the file: the most
+#: specific failure is reported.
+_FAILURE_ORDER = (
+    EntryStatus.MALFORMED,
+    EntryStatus.UNSUPPORTED,
+    EntryStatus.TIMEOUT,
+    EntryStatus.ERROR,
+    EntryStatus.NO_PERMISSION,
+    EntryStatus.NOT_FOUND,
+)
+
+
+def file_types_for_purpose(
+    purpose: Purpose, config: SourceConfig, object_id: ObjectId
+) -> tuple[FileType, ...]:
+    # Entries of sources that find files by id do not depend on the module's type,
+    # so every native file type is looked for there.
+    object_type = ObjectType.UNKNOWN if _by_id(config) else object_id.object_type
+    native = file_types_for(object_type)
+    if purpose is Purpose.SOURCES:
+        return (FileType.SOURCE_BUNDLE, *native)
+    return native
+
+
+def _by_id(config: SourceConfig) -> bool:
+    return config.type in ("store", "sentry")
+
+
+def module_key(config: SourceConfig, object_id: ObjectId) -> str:
+    """Sources that find files by id alone share one entry per id; layouts need the names."""
+    if _by_id(config):
+        if object_id.debug_id:
+            return ObjectId(debug_id=object_id.debug_id).cache_key(with_names=False)
+        if object_id.code_id:
+            return ObjectId(code_id=object_id.code_id).cache_key(with_names=False)
+    return object_id.cache_key(with_names=True)
+
+
+def cache_scope(config: SourceConfig, scope: str) -> str:
+    """Public sources and this server's store share entries across scopes."""
+    return GLOBAL_SCOPE if config.is_public or config.type == "store" else scope
+
+
+class DerivedCache:
+    """Lookups and computations of one derived cache kind."""
+
+    def __init__(
+        self,
+        conversion: Conversion,
+        cacher: Cacher,
+        sources: SourceRegistry,
+        objects: ObjectFiles,
+        metas: ObjectMetas,
+        clock: Clock = time.time,
+    ) -> None:
+        self.conversion = conversion
+        self.cacher = cacher
+        self._sources = sources
+        self._objects = objects
+        self._metas = metas
+        self._clock = clock
+        # Results by entry identity, so warm lookups skip re-reading candidate lists.
+        self._results: OrderedDict[tuple[Path, float, int, str], DerivedResult] = OrderedDict()
+        self._results_lock = threading.Lock()
+
+    def key(self, config: SourceConfig, object_id: ObjectId, scope: str) -> CacheKey:
+        return CacheKey(
+            cache_scope(config, scope), (source_directory(config), module_key(config, object_id))
+        )
+
+    def fetch(
+        self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
+    ) -> DerivedResult:
+        """The derived cache of the best file across `sources` (computed if needed)."""
+        candidates: list[Candidate] = []
+        fallback: DerivedResult | None = None
+        failures: list[DerivedResult] = []
+        for config in sources:
+            wanted = file_types_for_purpose(self.conversion.purpose, config, object_id)
+            file_types = applicable_file_types(config, object_id, wanted)
+            if not file_types:
+                continue
+            result = self.fetch_from(config, object_id, scope, file_types)
+            candidates.extend(result.candidates)
+            if result.ok and not result.fallback:
+                return _with_candidates(result, candidates)
+            if result.ok:
+                fallback = fallback or result
+            else:
+                failures.append(result)
+        if fallback is not None:
+            return _with_candidates(fallback, candidates)
+        return _missing(failures, candidates)
+
+    def fetch_from(
+        self,
+        config: SourceConfig,
+        object_id: ObjectId,
+        scope: str,
+        file_types: Sequence[FileType],
+    ) -> DerivedResult:
+        """The entry of one source, computed if there is none."""
+        key = self.key(config, object_id, scope)
+        entry = self.cacher.get(
+            key,
+            lambda target: self._compute(config, object_id, scope, file_types, target),
+            refresh_if=self._needs_refresh,
+        )
+        return self._result(entry, config.id)
+
+    def _result(self, entry: CacheEntry, source_id: str) -> DerivedResult:
+        identity = (entry.path, entry.mtime, entry.size, source_id)
+        with self._results_lock:
+            known = self._results.get(identity)
+            if known is not None:
+                self._results.move_to_end(identity)
+                return known
+        result = _result(entry, source_id)
+        with self._results_lock:
+            self._results[identity] = result
+            if len(self._results) > 10_000:
+                self._results.popitem(last=False)
+        return result
+
+    def recompute(self, config: SourceConfig, object_id: ObjectId, scope: str) -> DerivedResult:
+        """Computes the source's entry again (after an upload changed what it holds)."""
+        wanted = file_types_for_purpose(self.conversion.purpose, config, object_id)
+        file_types = applicable_file_types(config, object_id, wanted)
+        key = self.key(config, object_id, scope)
+        entry = self.cacher.recompute(
+            key, lambda target: self._compute(config, object_id, scope, file_types, target)
+        )
+        return _result(entry, config.id)
+
+    def _needs_refresh(self, entry: CacheEntry) -> bool:
+        if self.conversion.is_outdated(entry):
+            return True
+        # Rule 3: look for a better file at most once per TOUCH_EVERY.
+        return bool(entry.info.get("fallback")) and self._clock() - entry.mtime > TOUCH_EVERY
+
+    def _compute(
+        self,
+        config: SourceConfig,
+        object_id: ObjectId,
+        scope: str,
+        file_types: Sequence[FileType],
+        target: Path,
+    ) -> Computed:
+        source = self._sources.get(config)
+        search = search_source(
+            source,
+            object_id,
+            file_types,
+            self.conversion.purpose,
+            cache_scope(config, scope),
+            self._objects,
+            self._metas,
+        )
+        info: dict[str, Any] = {"candidates": [c.to_json() for c in search.candidates]}
+        found = search.found
+        if found is None:
+            return Computed(_status_of(search.candidates), _detail_of(search.candidates), info)
+        info["object"] = {
+            **found.info.to_json(),
+            "location": found.remote.location,
+            "file_type": found.remote.file_type.value,
+        }
+        info["fallback"] = not found.preferred
+        try:
+            info.update(self.conversion.convert(found.path, found.info, target))
+        except ConversionFailed as exc:
+            target.unlink(missing_ok=True)
+            return Computed(exc.status, exc.detail, info)
+        return Computed(EntryStatus.OK, info=info)
+
+
+def _status_of(candidates: Sequence[Candidate]) -> EntryStatus:
+    statuses = {candidate.status for candidate in candidates}
+    if DownloadStatus.MALFORMED in statuses:
+        return EntryStatus.MALFORMED
+    if DownloadStatus.ERROR in statuses:
+        errors = [c for c in candidates if c.status is DownloadStatus.ERROR]
+        # Downloads report timeouts as errors whose details say "timed out".
+        if all("timed out" in (c.details or "") for c in errors):
+            return EntryStatus.TIMEOUT
+        return EntryStatus.ERROR
+    if DownloadStatus.NO_PERMISSION in statuses:
+        return EntryStatus.NO_PERMISSION
+    return EntryStatus.NOT_FOUND
+
+
+def _detail_of(candidates: Sequence[Candidate]) -> str | None:
+    details = [f"{c.location}: {c.details}" for c in candidates if c.details]
+    return "; ".join(details[:5]) or None
+
+
+def _result(entry: CacheEntry, source_id: str) -> DerivedResult:
+    raw = entry.info.get("candidates")
+    candidates = (
+        [Candidate.from_json(item) for item in raw if isinstance(item, dict)]
+        if isinstance(raw, list)
+        else []
+    )
+    # Entries are shared by sources with the same definition but other ids.
+    candidates = [
+        Candidate(source_id, c.location, c.status, c.details, c.features) for c in candidates
+    ]
+    obj = entry.info.get("object")
+    object_info = ObjectInfo.from_json(obj) if isinstance(obj, dict) else None
+    return DerivedResult(entry.status, entry, source_id, candidates, object_info, entry.detail)
+
+
+def _with_candidates(result: DerivedResult, candidates: list[Candidate]) -> DerivedResult:
+    return DerivedResult(
+        result.status,
+        result.entry,
+        result.source_id,
+        list(candidates),
+        result.object_info,
+        result.detail,
+    )
+
+
+def _missing(failures: list[DerivedResult], candidates: list[Candidate]) -> DerivedResult:
+    for status in _FAILURE_ORDER:
+        for failure in failures:
+            if failure.status is status:
+                return DerivedResult(
+                    status,
+                    None,
+                    failure.source_id,
+                    list(candidates),
+                    failure.object_info,
+                    failure.detail,
+                )
+    return DerivedResult(EntryStatus.NOT_FOUND, None, None, list(candidates))

@@ -1,0 +1,98 @@
+"""Debug files fetched from sources: downloaded into the `objects` cache, or read in place.
+
+Files that a source already holds on this machine (the store, directories) are
+used where they are. Others are downloaded, unpacked if compressed, and kept
+as raw cache entries until they have not been used for
+`caches.downloaded.max_unused_for` (rule 1; using a file to compute a derived
+cache counts as use). Failed downloads are not remembered here: the derived
+cache that needed the file keeps the placeholder (enforcement point 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from symvault.caching.cacher import Cacher, CacheVersions, Computed
+from symvault.caching.entries import EntryStatus
+from symvault.caching.keys import CacheKey
+from symvault.metrics import Metrics
+from symvault.model.sources import SourceConfig, source_fingerprint
+from symvault.sources.base import DownloadOutcome, DownloadStatus, RemoteFile, Source
+from symvault.sources.decompress import UnpackError, unpack
+
+__all__ = ["OBJECTS_VERSIONS", "FetchedObject", "ObjectFiles", "object_key"]
+
+#: Versions of downloaded-file entries, newest first:
+#: 1 - files as downloaded and unpacked.
+OBJECTS_VERSIONS = CacheVersions(current=1)
+
+_DOWNLOAD_TO_ENTRY = {
+    DownloadStatus.NOT_FOUND: EntryStatus.NOT_FOUND,
+    DownloadStatus.NO_PERMISSION: EntryStatus.NO_PERMISSION,
+    DownloadStatus.MALFORMED: EntryStatus.MALFORMED,
+    DownloadStatus.ERROR: EntryStatus.ERROR,
+}
+_ENTRY_TO_DOWNLOAD = {
+    EntryStatus.NOT_FOUND: DownloadStatus.NOT_FOUND,
+    EntryStatus.NO_PERMISSION: DownloadStatus.NO_PERMISSION,
+    EntryStatus.MALFORMED: DownloadStatus.MALFORMED,
+    EntryStatus.UNSUPPORTED: DownloadStatus.MALFORMED,
+}
+
+
+@dataclass(frozen=True)
+class FetchedObject:
+    remote: RemoteFile
+    outcome: DownloadOutcome
+    path: Path | None = None
+
+
+def source_directory(config: SourceConfig) -> str:
+    """The cache directory of a source: its type and the fingerprint of its definition."""
+    return f"{config.type}-{source_fingerprint(config)}"
+
+
+def object_key(config: SourceConfig, remote: RemoteFile, scope: str) -> CacheKey:
+    digest = hashlib.sha256(remote.cache_key.encode()).hexdigest()
+    return CacheKey(scope, (source_directory(config), digest[:2], digest[2:40]))
+
+
+class ObjectFiles:
+    """Fetches candidate files, through the download cache when they are remote."""
+
+    def __init__(self, cacher: Cacher, metrics: Metrics, max_size: int) -> None:
+        self._cacher = cacher
+        self._metrics = metrics
+        self._max_size = max_size
+
+    def fetch(self, source: Source, remote: RemoteFile, scope: str) -> FetchedObject:
+        local = source.local_path(remote)
+        if local is not None:
+            return FetchedObject(remote, DownloadOutcome(DownloadStatus.OK), local)
+
+        def download(target: Path) -> Computed:
+            return self._download(source, remote, target)
+
+        entry = self._cacher.get(object_key(source.config, remote, scope), download)
+        if entry.ok:
+            return FetchedObject(remote, DownloadOutcome(DownloadStatus.OK), entry.path)
+        status = _ENTRY_TO_DOWNLOAD.get(entry.status, DownloadStatus.ERROR)
+        return FetchedObject(remote, DownloadOutcome(status, entry.detail))
+
+    def _download(self, source: Source, remote: RemoteFile, target: Path) -> Computed:
+        raw = target.with_name(target.name + ".download")
+        try:
+            outcome = source.download(remote, raw)
+            self._metrics.downloads.labels(source.config.type, outcome.status.value).inc()
+            if not outcome.ok:
+                return Computed(_DOWNLOAD_TO_ENTRY[outcome.status], outcome.details)
+            try:
+                unpacked = unpack(raw, self._max_size)
+            except UnpackError as exc:
+                return Computed(EntryStatus.MALFORMED, str(exc))
+            unpacked.replace(target)
+            return Computed(EntryStatus.OK)
+        finally:
+            raw.unlink(missing_ok=True)

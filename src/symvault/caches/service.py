@@ -1,0 +1,166 @@
+"""`Caches`: every cache kind wired together, for symbolication and the command line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from symvault.caches.cficaches import CficacheConversion
+from symvault.caches.derived import DerivedCache
+from symvault.caches.object_meta import OBJECT_META_VERSIONS, ObjectMetas
+from symvault.caches.objects import OBJECTS_VERSIONS, ObjectFiles
+from symvault.caches.symcaches import SymcacheConversion
+from symvault.caching.cacher import Cacher, CacheVersions, Clock
+from symvault.caching.cleanup import CleanupReport, KindPolicy, SpaceBudget, run_cleanup
+from symvault.caching.keys import GLOBAL_SCOPE
+from symvault.caching.rules import ExpiryRules
+from symvault.config import CacheConfig, Config
+from symvault.logs import log_event
+from symvault.metrics import Metrics
+from symvault.model.difs import DebugFile
+from symvault.model.objects import ObjectId
+from symvault.model.sources import StoreSourceConfig
+from symvault.sources.addresses import AddressPolicy
+from symvault.sources.http_client import HttpLimits
+from symvault.sources.registry import SourceRegistry
+from symvault.store.accounts import Accounts
+from symvault.store.debug_files import DebugFiles
+from symvault.store.storage import Storage
+
+__all__ = ["Caches", "expiry_rules", "http_limits"]
+
+logger = logging.getLogger(__name__)
+
+
+def expiry_rules(config: CacheConfig) -> ExpiryRules:
+    return ExpiryRules(
+        max_unused_for=config.max_unused_for.total_seconds(),
+        retry_misses_after=config.retry_misses_after.total_seconds(),
+        retry_malformed_after=config.retry_malformed_after.total_seconds(),
+        retry_errors_after=config.retry_errors_after.total_seconds(),
+    )
+
+
+def http_limits(config: Config) -> HttpLimits:
+    return HttpLimits(
+        connect_timeout=config.connect_timeout.total_seconds(),
+        streaming_timeout=config.streaming_timeout.total_seconds(),
+        total_timeout=config.max_download_timeout.total_seconds(),
+        max_size=config.max_download_size,
+        retries=config.download_retries,
+        host_failure_limit=config.host_failure_limit,
+        host_block_time=config.host_block_time.total_seconds(),
+    )
+
+
+class Caches:
+    """Downloaded files, their metadata, symcaches and CFI caches."""
+
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        accounts: Accounts,
+        debug_files: DebugFiles,
+        storage: Storage,
+        clock: Clock = time.time,
+    ) -> None:
+        self.root: Path = config.cache_root
+        self._config = config
+        self._metrics = metrics
+        self._accounts = accounts
+        self._clock = clock
+        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-bg")
+        started_at = clock()
+        downloaded = expiry_rules(config.caches.downloaded)
+        derived = expiry_rules(config.caches.derived)
+
+        def cacher(
+            name: str, versions: CacheVersions, rules: ExpiryRules, raw: bool = False
+        ) -> Cacher:
+            return Cacher(
+                name,
+                self.root,
+                versions,
+                rules,
+                metrics,
+                self._background,
+                raw=raw,
+                clock=clock,
+                started_at=started_at,
+            )
+
+        symcache_conversion = SymcacheConversion()
+        cficache_conversion = CficacheConversion()
+        self._cachers = [
+            cacher("objects", OBJECTS_VERSIONS, downloaded, raw=True),
+            cacher("object_meta", OBJECT_META_VERSIONS, derived),
+            cacher(symcache_conversion.name, symcache_conversion.versions, derived),
+            cacher(cficache_conversion.name, cficache_conversion.versions, derived),
+        ]
+        objects_cacher, meta_cacher, symcache_cacher, cficache_cacher = self._cachers
+        self.sources = SourceRegistry(
+            http_limits(config),
+            AddressPolicy(config.connect_to_reserved_ips, config.reserved_ip_allowlist),
+            accounts,
+            debug_files,
+            storage,
+        )
+        objects = ObjectFiles(objects_cacher, metrics, config.max_download_size)
+        metas = ObjectMetas(meta_cacher)
+        self.symcaches = DerivedCache(
+            symcache_conversion, symcache_cacher, self.sources, objects, metas, clock
+        )
+        self.cficaches = DerivedCache(
+            cficache_conversion, cficache_cacher, self.sources, objects, metas, clock
+        )
+
+    def precompute(self, record: DebugFile) -> None:
+        """Builds the store's symcache and CFI cache of a newly uploaded file in the background."""
+        try:
+            self._background.submit(self._precompute, record)
+        except RuntimeError:
+            return  # shutting down
+
+    def _precompute(self, record: DebugFile) -> None:
+        project = self._accounts.project_by_id(record.project_id)
+        if project is None:
+            return
+        source = StoreSourceConfig(
+            type="store",
+            id="store",
+            organization=project.organization_slug,
+            project=project.slug,
+        )
+        object_id = ObjectId(debug_id=record.debug_id, code_id=record.code_id)
+        for cache in (self.symcaches, self.cficaches):
+            try:
+                result = cache.recompute(source, object_id, GLOBAL_SCOPE)
+            except Exception:
+                logger.exception("cache.precompute_failed debug_id=%s", record.debug_id)
+                continue
+            log_event(
+                logger,
+                "cache.precomputed",
+                kind=cache.conversion.name,
+                debug_id=record.debug_id,
+                status=result.status.value,
+            )
+
+    def policies(self) -> list[KindPolicy]:
+        return [
+            KindPolicy(cacher.name, cacher.versions, cacher.rules, cacher.raw)
+            for cacher in self._cachers
+        ]
+
+    def cleanup(self, *, dry_run: bool = False) -> CleanupReport:
+        budget = SpaceBudget(self._config.caches.max_size, self._config.caches.min_free_space)
+        return run_cleanup(
+            self.root, self.policies(), budget, self._clock(), self._metrics, dry_run=dry_run
+        )
+
+    def close(self) -> None:
+        self._background.shutdown(wait=False, cancel_futures=True)
+        self.sources.close()

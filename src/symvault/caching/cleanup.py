@@ -1,0 +1,233 @@
+"""Removing what the rules say has expired, and keeping the cache within its budget.
+
+Runs from `symvault cleanup`, and periodically inside servers. It does not
+coordinate with lookups: it only ever unlinks files, which readers tolerate
+(an open or mapped file stays readable; a vanished one is a miss).
+
+1. Directories of unknown format versions are removed.
+2. Every entry is checked against its kind's rules. Entries younger than the
+   shortest lifetime are kept without reading them, entries older than the
+   longest are removed without reading them; only those in between have their
+   trailer read to learn their status.
+3. Stale temporary files and unused lock files are removed.
+4. If the cache is larger than `max_size`, or the disk has less free space
+   than `min_free_space`, least recently used entries are evicted: raw
+   (downloaded) kinds first, derived kinds only if that is not enough.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import heapq
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from symvault.caching.cacher import CacheVersions
+from symvault.caching.entries import read_trailer
+from symvault.caching.rules import ExpiryRules
+from symvault.metrics import Metrics
+
+__all__ = ["CleanupReport", "KindPolicy", "SpaceBudget", "run_cleanup"]
+
+_STALE_TMP = 3600.0
+_STALE_LOCK = 86400.0
+
+
+@dataclass(frozen=True)
+class KindPolicy:
+    name: str
+    versions: CacheVersions
+    rules: ExpiryRules
+    raw: bool
+
+
+@dataclass(frozen=True)
+class SpaceBudget:
+    max_size: int | None = None
+    min_free_space: int | None = None
+
+
+@dataclass
+class KindReport:
+    entries: int = 0
+    bytes: int = 0
+    expired: int = 0
+    expired_bytes: int = 0
+    evicted: int = 0
+    evicted_bytes: int = 0
+
+
+@dataclass
+class CleanupReport:
+    dry_run: bool
+    kinds: dict[str, KindReport] = field(default_factory=dict)
+    stale_files: int = 0
+
+    @property
+    def removed(self) -> int:
+        return sum(report.expired + report.evicted for report in self.kinds.values())
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(report.expired_bytes + report.evicted_bytes for report in self.kinds.values())
+
+    def summary(self) -> str:
+        lines = []
+        for name, report in sorted(self.kinds.items()):
+            lines.append(
+                f"{name}: {report.entries} entries ({report.bytes} bytes) kept, "
+                f"{report.expired} expired ({report.expired_bytes} bytes), "
+                f"{report.evicted} evicted for space ({report.evicted_bytes} bytes)"
+            )
+        verb = "would remove" if self.dry_run else "removed"
+        lines.append(f"{verb} {self.removed} entries, {self.removed_bytes} bytes")
+        return "\n".join(lines)
+
+
+@dataclass(order=True)
+class _Survivor:
+    mtime: float
+    size: int = field(compare=False)
+    path: Path = field(compare=False)
+    kind: str = field(compare=False)
+
+
+def _files(directory: Path) -> Iterator[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    yield from _files(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    yield entry
+    except FileNotFoundError:
+        return
+
+
+def _remove(path: Path, dry_run: bool) -> None:
+    if not dry_run:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _expired(policy: KindPolicy, entry: os.DirEntry[str], now: float) -> bool:
+    stat = entry.stat(follow_symlinks=False)
+    age = now - stat.st_mtime
+    rules = policy.rules
+    if policy.raw:
+        return age > rules.max_unused_for
+    if age <= rules.shortest:
+        return False
+    if age > rules.longest:
+        return True
+    try:
+        status, _detail, _info, _stat = read_trailer(Path(entry.path))
+    except FileNotFoundError:
+        return False
+    except ValueError:
+        return True  # not an entry: a leftover or a damaged file
+    return rules.is_expired(status, stat.st_mtime, now, None)
+
+
+def run_cleanup(
+    root: Path,
+    kinds: Sequence[KindPolicy],
+    budget: SpaceBudget,
+    now: float,
+    metrics: Metrics | None = None,
+    *,
+    dry_run: bool = False,
+) -> CleanupReport:
+    """Cleans the cache rooted at `root`; with `dry_run` only reports what it would do."""
+    report = CleanupReport(dry_run=dry_run)
+    survivors: dict[str, list[_Survivor]] = {}
+    for policy in kinds:
+        kind_report = report.kinds.setdefault(policy.name, KindReport())
+        kept = survivors.setdefault(policy.name, [])
+        known = {f"v{policy.versions.current}"} | {f"v{v}" for v in policy.versions.fallbacks}
+        kind_dir = root / policy.name
+        if not kind_dir.is_dir():
+            continue
+        for version_dir in sorted(kind_dir.iterdir()):
+            unknown_version = version_dir.name not in known
+            for entry in _files(version_dir):
+                size = entry.stat(follow_symlinks=False).st_size
+                if unknown_version or _expired(policy, entry, now):
+                    _remove(Path(entry.path), dry_run)
+                    kind_report.expired += 1
+                    kind_report.expired_bytes += size
+                else:
+                    mtime = entry.stat(follow_symlinks=False).st_mtime
+                    kept.append(_Survivor(mtime, size, Path(entry.path), policy.name))
+                    kind_report.entries += 1
+                    kind_report.bytes += size
+            if unknown_version and not dry_run:
+                shutil.rmtree(version_dir, ignore_errors=True)
+    report.stale_files = _remove_stale(root, now, dry_run)
+    _enforce_budget(root, kinds, survivors, budget, report, dry_run)
+    if metrics is not None:
+        for name, kind_report in report.kinds.items():
+            metrics.cache_evictions.labels(name).inc(kind_report.expired + kind_report.evicted)
+            metrics.cache_bytes.labels(name).set(kind_report.bytes)
+    return report
+
+
+def _remove_stale(root: Path, now: float, dry_run: bool) -> int:
+    removed = 0
+    for entry in _files(root / "tmp"):
+        if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_TMP:
+            _remove(Path(entry.path), dry_run)
+            removed += 1
+    for entry in _files(root / "locks"):
+        if now - entry.stat(follow_symlinks=False).st_mtime <= _STALE_LOCK:
+            continue
+        path = Path(entry.path)
+        with contextlib.suppress(OSError), path.open("ab") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # in use right now
+            _remove(path, dry_run)
+            removed += 1
+    return removed
+
+
+def _enforce_budget(
+    root: Path,
+    kinds: Sequence[KindPolicy],
+    survivors: dict[str, list[_Survivor]],
+    budget: SpaceBudget,
+    report: CleanupReport,
+    dry_run: bool,
+) -> None:
+    total = sum(kind.bytes for kind in report.kinds.values())
+    free = shutil.disk_usage(root).free if root.exists() else 0
+    if dry_run:
+        free += report.removed_bytes
+    excess = 0
+    if budget.max_size is not None:
+        excess = max(excess, total - budget.max_size)
+    if budget.min_free_space is not None:
+        excess = max(excess, budget.min_free_space - free)
+    if excess <= 0:
+        return
+    # Downloaded (raw) files go first; derived caches only if that is not enough.
+    for group in (
+        [policy.name for policy in kinds if policy.raw],
+        [policy.name for policy in kinds if not policy.raw],
+    ):
+        candidates = list(heapq.merge(*(sorted(survivors[name]) for name in group)))
+        for survivor in candidates:
+            if excess <= 0:
+                return
+            _remove(survivor.path, dry_run)
+            kind_report = report.kinds[survivor.kind]
+            kind_report.evicted += 1
+            kind_report.evicted_bytes += survivor.size
+            kind_report.entries -= 1
+            kind_report.bytes -= survivor.size
+            excess -= survivor.size
