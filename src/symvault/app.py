@@ -7,6 +7,7 @@ database) or holds process-wide state; the API receives a `Services` object.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from symvault.caches.service import Caches
@@ -23,6 +24,9 @@ from symvault.store.legacy_uploads import LegacyUploads
 from symvault.store.locks import FileLock
 from symvault.store.storage import Storage
 from symvault.store.zips import ZipLimits
+from symvault.symbolication.mozilla import MozillaSymbolicator
+from symvault.symbolication.requests import RequestRegistry
+from symvault.symbolication.service import Symbolicator
 
 __all__ = ["Services", "build_services"]
 
@@ -45,6 +49,10 @@ class Services:
     assembler: Assembler
     legacy_uploads: LegacyUploads
     caches: Caches
+    symbolicator: Symbolicator
+    mozilla: MozillaSymbolicator
+    symbolication_executor: ThreadPoolExecutor
+    requests: RequestRegistry
     periodic: PeriodicJobs
 
     def start(self) -> None:
@@ -55,6 +63,8 @@ class Services:
     def stop(self) -> None:
         self.periodic.stop()
         self.assembler.stop()
+        self.symbolication_executor.shutdown(wait=False, cancel_futures=True)
+        self.symbolicator.close()
         self.caches.close()
         self.db.dispose()
 
@@ -87,6 +97,16 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         upload.validate_max_size,
         on_recorded,
     )
+    symbolicator = Symbolicator(
+        caches.symcaches, caches.sourcebundles, config.symbolication.fetch_threads
+    )
+    symbolication = config.symbolication
+    requests = RequestRegistry(
+        config.max_concurrent_requests,
+        symbolication.request_retention.total_seconds(),
+        symbolication.max_request_duration.total_seconds(),
+        shared_dir=data_dir / "requests" if config.server.workers > 1 else None,
+    )
     periodic = PeriodicJobs()
     periodic.add(
         "sweep-chunks",
@@ -101,6 +121,7 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
             caches.cleanup,
             delay=300,
         )
+    periodic.add("expire-requests", 30, requests.sweep_shared, delay=30)
     return Services(
         config=config,
         db=db,
@@ -112,5 +133,11 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         assembler=assembler,
         legacy_uploads=legacy_uploads,
         caches=caches,
+        symbolicator=symbolicator,
+        mozilla=MozillaSymbolicator(caches.symcaches),
+        symbolication_executor=ThreadPoolExecutor(
+            symbolication.threads, thread_name_prefix="symbolicate"
+        ),
+        requests=requests,
         periodic=periodic,
     )

@@ -1,4 +1,4 @@
-"""The command line: `symvault serve`, `token create`, `check`, `cleanup`.
+"""The command line: `symvault serve`, `token create`, `check`, `cleanup`, `symbolicate`.
 
 Every command takes `--config FILE` and `--data-dir DIR`; see
 docs/configuration.md for the keys of the config file.
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from symvault.config import Config, load_config
-from symvault.errors import DebugFileError, SymvaultError
+from symvault.errors import ConfigError, DebugFileError, SymvaultError
 
 __all__ = ["main"]
 
@@ -54,12 +54,31 @@ def _parser() -> argparse.ArgumentParser:
     cleanup = commands.add_parser(
         "cleanup", parents=[common], help="remove expired cache entries and uploaded chunks"
     )
-    cleanup.add_argument(
-        "--dry-run", action="store_true", help="only report what would be removed"
-    )
+    cleanup.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     cleanup.add_argument(
         "--repeat", metavar="INTERVAL", help="keep running, every INTERVAL (e.g. 1h)"
     )
+
+    symbolicate = commands.add_parser(
+        "symbolicate",
+        parents=[common],
+        help="symbolicate addresses offline, with a debug file or a request file",
+    )
+    what = symbolicate.add_mutually_exclusive_group(required=True)
+    what.add_argument("--debug-file", type=Path, help="look addresses up in this debug file")
+    what.add_argument(
+        "--request",
+        type=Path,
+        help="a /symbolicate request (JSON) to run with the configured sources",
+    )
+    symbolicate.add_argument(
+        "--image-addr",
+        default="0",
+        help="load address of the module: addresses are absolute and this is subtracted",
+    )
+    symbolicate.add_argument("--arch", help="the object to use in a multi-architecture file")
+    symbolicate.add_argument("--json", action="store_true", help="print JSON instead of text")
+    symbolicate.add_argument("addresses", nargs="*", metavar="ADDR")
 
     check = commands.add_parser(
         "check", parents=[common], help="show what the store would detect in files"
@@ -149,7 +168,10 @@ def _cleanup(config: Config, dry_run: bool, repeat: str | None) -> int:
     from symvault.app import build_services
     from symvault.config import parse_duration
 
-    interval = parse_duration(repeat).total_seconds() if repeat else None
+    try:
+        interval = parse_duration(repeat).total_seconds() if repeat else None
+    except ValueError as exc:
+        raise ConfigError(f"--repeat: {exc}") from exc
     services = build_services(config)
     try:
         while True:
@@ -164,6 +186,48 @@ def _cleanup(config: Config, dry_run: bool, repeat: str | None) -> int:
     finally:
         services.caches.close()
         services.db.dispose()
+
+
+def _symbolicate(args: argparse.Namespace) -> int:
+    if args.request is not None:
+        return _symbolicate_request(_config(args), args.request)
+    from symvault.symbolication.offline import lookup_file
+
+    if not args.addresses:
+        print("symvault: give at least one address to look up", file=sys.stderr)
+        return 2
+    results = lookup_file(args.debug_file, args.addresses, args.image_addr, args.arch)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        print(result["address"])
+        if "error" in result:
+            print(f"  {result['error']}")
+        for frame in result.get("frames", []):
+            location = frame.get("abs_path") or "??"
+            line = frame.get("lineno", 0)
+            print(f"  {frame['function']}  {location}:{line}")
+    return 0 if all("error" not in result for result in results) else 1
+
+
+def _symbolicate_request(config: Config, path: Path) -> int:
+    from symvault.app import build_services
+    from symvault.errors import UnprocessableEntity
+    from symvault.symbolication.offline import run_request
+
+    services = build_services(config)
+    try:
+        response = run_request(services.symbolicator, config.sources, path)
+    except UnprocessableEntity as exc:
+        print(f"symvault: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        services.symbolicator.close()
+        services.caches.close()
+        services.db.dispose()
+    print(json.dumps(response, indent=2))
+    return 0
 
 
 def _check(files: Sequence[Path], as_json: bool) -> int:
@@ -214,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args.files, args.json)
+        if args.command == "symbolicate":
+            return _symbolicate(args)
         config = _config(args)
         if args.command == "serve":
             return _serve(config)

@@ -27,6 +27,7 @@ __all__ = [
     "DatabaseConfig",
     "LoggingConfig",
     "ServerConfig",
+    "SymbolicationConfig",
     "UploadConfig",
     "load_config",
 ]
@@ -132,6 +133,10 @@ class ServerConfig(_Section):
 
     max_json_body: Size = 55 * 1024**2
     """Largest JSON request body accepted (413 above it)."""
+
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes sharing the port. Each runs its own background work; polls
+    of symbolication requests find results across processes."""
 
     @field_validator("bind")
     @classmethod
@@ -246,6 +251,26 @@ class CachesConfig(_Section):
     """Compute the symcache and CFI cache of a file as soon as it is uploaded."""
 
 
+class SymbolicationConfig(_Section):
+    """Symbolication requests."""
+
+    request_retention: Duration = timedelta(seconds=90)
+    """How long a finished request's result can be polled."""
+
+    max_request_duration: Duration = timedelta(minutes=15)
+    """A request still running after this long ends with `timeout`."""
+
+    threads: int = Field(default=8, ge=1, le=256)
+    """Requests symbolicated at the same time per server process."""
+
+    fetch_threads: int = Field(default=16, ge=1, le=256)
+    """Modules fetched in parallel (downloads, conversions) per server process."""
+
+    allow_filesystem_sources: bool = False
+    """Let requests name `filesystem` sources (server paths). Sources from this file
+    may always be filesystem sources."""
+
+
 class LoggingConfig(_Section):
     """Log output."""
 
@@ -270,6 +295,10 @@ class Config(_Section):
     """Root of the caches; defaults to `<data_dir>/cache`."""
 
     caches: CachesConfig = CachesConfig()
+    symbolication: SymbolicationConfig = SymbolicationConfig()
+
+    max_concurrent_requests: int = Field(default=200, ge=1)
+    """Symbolication requests running at once per server process; more get 503."""
 
     sources: tuple[SourceConfig, ...] = ()
     """Symbol sources used when a request names none (Symbolicator's shape)."""

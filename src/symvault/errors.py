@@ -10,6 +10,7 @@ SymvaultError
 │   ├── Forbidden              403: the token may not do this
 │   ├── NotFound               404: no such organization, project, file, request
 │   ├── PayloadTooLarge        413: the body is over its limit
+│   ├── UnprocessableEntity    422: valid JSON that does not match the schema
 │   └── ServiceUnavailable     503: too busy right now, retry later
 └── DebugFileError             a file is not a usable debug file (becomes an
                                assemble `error` detail, not an HTTP error)
@@ -33,6 +34,7 @@ __all__ = [
     "ServiceUnavailable",
     "SymvaultError",
     "Unauthorized",
+    "UnprocessableEntity",
 ]
 
 
@@ -79,6 +81,10 @@ class NotFound(ClientError):
 
 class PayloadTooLarge(ClientError):
     status_code = 413
+
+
+class UnprocessableEntity(ClientError):
+    status_code = 422
 
 
 class ServiceUnavailable(ClientError):

@@ -25,7 +25,9 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **f
 
 def _render_value(value: Any) -> str:
     text = str(value)
-    if not text or any(ch in text for ch in ' ="'):
+    # Quoted (and escaped) when needed to keep each event on one parseable line, also
+    # against control characters in values that come from uploads (file names, errors).
+    if not text or not text.isprintable() or any(ch in text for ch in ' ="'):
         return json.dumps(text)
     return text
 

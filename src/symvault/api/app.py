@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from symvault.api import assemble, chunk_upload, debug_files, health
+from symvault.api import assemble, chunk_upload, debug_files, health, mozilla, symbolicate
 from symvault.api.common import run_blocking
 from symvault.app import Services
 from symvault.errors import ChunkRejected, ClientError
@@ -25,6 +25,8 @@ __all__ = ["create_api"]
 logger = logging.getLogger(__name__)
 
 _PROJECT = "/api/0/projects/{org}/{project}"
+
+_Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _routes() -> list[BaseRoute]:
@@ -38,14 +40,34 @@ def _routes() -> list[BaseRoute]:
         (f"{_PROJECT}/files/dsyms/", debug_files.delete_debug_file, ["DELETE"]),
         (f"{_PROJECT}/files/dsyms/", debug_files.upload_debug_file, ["POST"]),
         (f"{_PROJECT}/files/dsyms/unknown/", debug_files.missing_debug_files, ["GET"]),
+        ("/symbolicate", symbolicate.symbolicate, ["POST"]),
+        ("/requests/{request_id}", symbolicate.poll_request, ["GET"]),
+        ("/symbolicate/v5", mozilla.symbolicate_v5, ["POST"]),
     ]
-    routes: list[BaseRoute] = []
+    by_path: dict[str, dict[str, _Endpoint]] = {}
     for path, endpoint, methods in table:
-        routes.append(Route(path, endpoint, methods=methods))
+        for method in methods:
+            by_path.setdefault(path, {})[method] = endpoint
+    routes: list[BaseRoute] = []
+    for path, endpoints in by_path.items():
+        # One route per path, so that a 405 answer lists every method of the path.
+        handler = _dispatch_by_method(endpoints)
+        routes.append(Route(path, handler, methods=list(endpoints)))
         if path.endswith("/"):
             # Clients that drop the trailing slash get the same answer, not a redirect.
-            routes.append(Route(path.rstrip("/"), endpoint, methods=methods))
+            routes.append(Route(path.rstrip("/"), handler, methods=list(endpoints)))
     return routes
+
+
+def _dispatch_by_method(endpoints: dict[str, _Endpoint]) -> _Endpoint:
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    return dispatch
 
 
 async def _client_error(request: Request, exc: Exception) -> Response:

@@ -39,7 +39,10 @@ from symvault.model.sources import SourceConfig
 from symvault.sources.base import DownloadStatus, applicable_file_types
 from symvault.sources.registry import SourceRegistry
 
-__all__ = ["Conversion", "ConversionFailed", "DerivedCache", "DerivedResult"]
+__all__ = ["MEMO_SECONDS", "Conversion", "ConversionFailed", "DerivedCache", "DerivedResult"]
+
+#: How long a lookup across sources is answered from memory before the disk is asked again.
+MEMO_SECONDS = 5.0
 
 
 class ConversionFailed(Exception):
@@ -152,6 +155,9 @@ class DerivedCache:
         # Results by entry identity, so warm lookups skip re-reading candidate lists.
         self._results: OrderedDict[tuple[Path, float, int, str], DerivedResult] = OrderedDict()
         self._results_lock = threading.Lock()
+        # Whole lookups, for MEMO_SECONDS: a crash storm asks for the same modules
+        # thousands of times a second, and each ask would otherwise stat every entry.
+        self._memo: OrderedDict[tuple[object, ...], tuple[float, DerivedResult]] = OrderedDict()
 
     def key(self, config: SourceConfig, object_id: ObjectId, scope: str) -> CacheKey:
         return CacheKey(
@@ -162,6 +168,27 @@ class DerivedCache:
         self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
     ) -> DerivedResult:
         """The derived cache of the best file across `sources` (computed if needed)."""
+        memo_key = (
+            scope,
+            object_id,
+            tuple((config.id, config.type, config.fingerprint) for config in sources),
+        )
+        now = self._clock()
+        with self._results_lock:
+            memo = self._memo.get(memo_key)
+        if memo is not None and memo[0] > now:
+            return memo[1]
+        result = self._fetch(object_id, sources, scope)
+        with self._results_lock:
+            self._memo[memo_key] = (now + MEMO_SECONDS, result)
+            self._memo.move_to_end(memo_key)
+            if len(self._memo) > 50_000:
+                self._memo.popitem(last=False)
+        return result
+
+    def _fetch(
+        self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
+    ) -> DerivedResult:
         candidates: list[Candidate] = []
         fallback: DerivedResult | None = None
         failures: list[DerivedResult] = []

@@ -11,6 +11,7 @@ from symvault.caches.cficaches import CficacheConversion
 from symvault.caches.derived import DerivedCache
 from symvault.caches.object_meta import OBJECT_META_VERSIONS, ObjectMetas
 from symvault.caches.objects import OBJECTS_VERSIONS, ObjectFiles
+from symvault.caches.sourcebundles import SourceBundleConversion
 from symvault.caches.symcaches import SymcacheConversion
 from symvault.caching.cacher import Cacher, CacheVersions, Clock
 from symvault.caching.cleanup import CleanupReport, KindPolicy, SpaceBudget, run_cleanup
@@ -94,13 +95,15 @@ class Caches:
 
         symcache_conversion = SymcacheConversion()
         cficache_conversion = CficacheConversion()
+        bundle_conversion = SourceBundleConversion()
         self._cachers = [
             cacher("objects", OBJECTS_VERSIONS, downloaded, raw=True),
             cacher("object_meta", OBJECT_META_VERSIONS, derived),
             cacher(symcache_conversion.name, symcache_conversion.versions, derived),
             cacher(cficache_conversion.name, cficache_conversion.versions, derived),
+            cacher(bundle_conversion.name, bundle_conversion.versions, derived),
         ]
-        objects_cacher, meta_cacher, symcache_cacher, cficache_cacher = self._cachers
+        objects_cacher, meta_cacher, symcache_cacher, cficache_cacher, bundle_cacher = self._cachers
         self.sources = SourceRegistry(
             http_limits(config),
             AddressPolicy(config.connect_to_reserved_ips, config.reserved_ip_allowlist),
@@ -115,6 +118,9 @@ class Caches:
         )
         self.cficaches = DerivedCache(
             cficache_conversion, cficache_cacher, self.sources, objects, metas, clock
+        )
+        self.sourcebundles = DerivedCache(
+            bundle_conversion, bundle_cacher, self.sources, objects, metas, clock
         )
 
     def precompute(self, record: DebugFile) -> None:
@@ -135,7 +141,10 @@ class Caches:
             project=project.slug,
         )
         object_id = ObjectId(debug_id=record.debug_id, code_id=record.code_id)
-        for cache in (self.symcaches, self.cficaches):
+        caches: tuple[DerivedCache, ...] = (self.symcaches, self.cficaches)
+        if record.file_format == "sourcebundle":
+            caches = (self.sourcebundles,)
+        for cache in caches:
             try:
                 result = cache.recompute(source, object_id, GLOBAL_SCOPE)
             except Exception:

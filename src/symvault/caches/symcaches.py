@@ -6,6 +6,9 @@ Built with symbolic's `make_symcache`, read by mapping the file
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,14 @@ from symvault.caches.search import Purpose
 from symvault.caching.cacher import CacheVersions
 from symvault.caching.entries import CacheEntry, EntryStatus
 
-__all__ = ["SYMCACHE_VERSIONS", "SymcacheConversion", "open_symcache", "select_object"]
+__all__ = [
+    "SYMCACHE_VERSIONS",
+    "Location",
+    "Symcache",
+    "SymcacheConversion",
+    "SymcacheHandles",
+    "select_object",
+]
 
 #: Versions of symcache entries, newest first, with the reason of each bump:
 #: 1 - symbolic's symcache followed by a symvault entry trailer.
@@ -52,9 +62,78 @@ class SymcacheConversion:
         return isinstance(version, int) and version < symbolic.SYMCACHE_LATEST_VERSION
 
 
-def open_symcache(path: Path) -> Any:
-    """Maps a symcache entry; raises OSError or `symbolic.SymbolicError`."""
-    return symbolic.SymCache.open(str(path))
+@dataclass(frozen=True)
+class Location:
+    """One function at an address (innermost inlinee first in a lookup)."""
+
+    symbol: str
+    language: str
+    sym_addr: int
+    path: str | None
+    line: int
+
+
+class Symcache:
+    """A mapped symcache whose recent lookups are remembered.
+
+    Crashes repeat: the same few return addresses come back in every report of a
+    crash, and remembering them turns a lookup into a dictionary access.
+    """
+
+    def __init__(self, handle: Any, memo_size: int = 50_000) -> None:
+        self._handle = handle
+        self.arch = str(handle.arch)
+        self._memo: dict[int, tuple[Location, ...]] = {}
+        self._memo_size = memo_size
+        self._lock = threading.Lock()
+
+    def lookup(self, address: int) -> tuple[Location, ...]:
+        known = self._memo.get(address)
+        if known is not None:
+            return known
+        found = tuple(
+            Location(
+                symbol=location.symbol,
+                language=location.lang or "unknown",
+                sym_addr=location.sym_addr,
+                path=location.full_path,
+                line=location.line,
+            )
+            for location in self._handle.lookup(address)
+        )
+        with self._lock:
+            if len(self._memo) >= self._memo_size:
+                self._memo.clear()
+            self._memo[address] = found
+        return found
+
+
+class SymcacheHandles:
+    """Mapped symcaches, kept open while they are used: mapping one takes longer than a lookup.
+
+    A handle stays valid after its file is removed or replaced (the mapping keeps
+    the old contents); a replaced entry has another identity and is mapped anew.
+    """
+
+    def __init__(self, capacity: int = 512) -> None:
+        self._capacity = capacity
+        self._open: OrderedDict[tuple[Path, float, int], Symcache] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, entry: CacheEntry) -> Symcache:
+        """The mapped symcache of an entry; raises OSError or `symbolic.SymbolicError`."""
+        identity = (entry.path, entry.mtime, entry.size)
+        with self._lock:
+            handle = self._open.get(identity)
+            if handle is not None:
+                self._open.move_to_end(identity)
+                return handle
+        handle = Symcache(symbolic.SymCache.open(str(entry.path)))
+        with self._lock:
+            self._open[identity] = handle
+            if len(self._open) > self._capacity:
+                self._open.popitem(last=False)
+        return handle
 
 
 def _message(exc: Exception) -> str:

@@ -50,13 +50,13 @@ class FileType(StrEnum):
     PROGUARD = "proguard"
 
 
-_NATIVE_FILE_TYPES: dict[ObjectType, tuple[FileType, ...]] = {
-    ObjectType.ELF: (FileType.ELF_DEBUG, FileType.ELF_CODE, FileType.BREAKPAD),
-    ObjectType.MACHO: (FileType.MACH_DEBUG, FileType.MACH_CODE, FileType.BREAKPAD),
-    ObjectType.PE: (FileType.PDB, FileType.PE, FileType.BREAKPAD),
-    ObjectType.PE_DOTNET: (FileType.PORTABLE_PDB,),
-    ObjectType.WASM: (FileType.WASM_DEBUG, FileType.WASM_CODE),
+_OWN_FILE_TYPES: dict[ObjectType, tuple[FileType, ...]] = {
+    ObjectType.ELF: (FileType.ELF_DEBUG, FileType.ELF_CODE),
+    ObjectType.MACHO: (FileType.MACH_DEBUG, FileType.MACH_CODE),
+    ObjectType.PE: (FileType.PDB, FileType.PE),
 }
+# Any native module may also be described by these (Symbolicator's list), after its own types.
+_SHARED_FILE_TYPES = (FileType.BREAKPAD, FileType.MACH_DEBUG, FileType.PDB, FileType.ELF_DEBUG)
 _ALL_NATIVE = (
     FileType.PDB,
     FileType.PE,
@@ -71,8 +71,19 @@ _ALL_NATIVE = (
 
 
 def file_types_for(object_type: ObjectType) -> tuple[FileType, ...]:
-    """The file types that may describe a module of this type (all native ones if unknown)."""
-    return _NATIVE_FILE_TYPES.get(object_type, _ALL_NATIVE)
+    """The file types that may describe a module of this type, most useful first.
+
+    The module's own debug and code files come first, then Breakpad files and
+    other debug formats; all native types if the type is unknown.
+    """
+    if object_type is ObjectType.WASM:
+        return (FileType.WASM_DEBUG, FileType.WASM_CODE)
+    if object_type is ObjectType.PE_DOTNET:
+        return (FileType.PORTABLE_PDB,)
+    own = _OWN_FILE_TYPES.get(object_type)
+    if own is None:
+        return _ALL_NATIVE
+    return own + tuple(file_type for file_type in _SHARED_FILE_TYPES if file_type not in own)
 
 
 _SINGLE_FILE_TYPES = {

@@ -18,6 +18,7 @@ __all__ = [
     "RemoteFile",
     "Source",
     "applicable_file_types",
+    "source_applies",
 ]
 
 
@@ -73,14 +74,20 @@ class Source(Protocol):
         """A path already on this machine holding the file, if there is one (no copy needed)."""
 
 
+def source_applies(source: SourceConfig, object_id: ObjectId) -> bool:
+    """False if the source's filters exclude the module altogether."""
+    filters = source.filters
+    if filters.requires_checksum and not object_id.debug_checksum:
+        return False
+    return not filters.path_patterns or _matches_patterns(object_id, filters.path_patterns)
+
+
 def applicable_file_types(
     source: SourceConfig, object_id: ObjectId, file_types: Sequence[FileType]
 ) -> list[FileType]:
     """The file types to look for in `source` after its filters, in the given order."""
     filters = source.filters
-    if filters.requires_checksum and not object_id.debug_checksum:
-        return []
-    if filters.path_patterns and not _matches_patterns(object_id, filters.path_patterns):
+    if not source_applies(source, object_id):
         return []
     if filters.filetypes:
         return [file_type for file_type in file_types if file_type in filters.filetypes]

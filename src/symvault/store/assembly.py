@@ -137,6 +137,11 @@ class Assembler:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        with self._owned_lock:
+            # Jobs cancelled above never ran: this process no longer owns their tasks,
+            # so that whoever claims them once their lease runs out (this process too,
+            # if started again) runs them.
+            self._owned.clear()
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=5)
             self._heartbeat = None
@@ -152,7 +157,7 @@ class Assembler:
             for request in requests
         }
 
-    def _assemble_one(  # noqa: PLR0911 (one return per state of the machine)
+    def _assemble_one(
         self, project_id: int, organization_id: int, request: AssembleRequest
     ) -> AssembleResult:
         existing = self._debug_files.find_by_checksum(project_id, request.checksum)

@@ -102,7 +102,7 @@ class ChunkStore:
                 rows = session.execute(
                     select(Blob.checksum, Blob.size).where(Blob.checksum.in_(batch))
                 )
-                sizes.update(dict(rows.tuples().all()))
+                sizes.update(dict(rows.all()))
         return sizes
 
     def open(self, checksum: str) -> BufferedIOBase:

@@ -76,7 +76,7 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for queries; rolled back at the end."""
+        """A session for queries (its transaction ends when the block does)."""
         with Session(self._reader, expire_on_commit=False) as session, session.begin():
             yield session
 

@@ -23,7 +23,7 @@ from symvault.store.tables import DebugFileRow, StoredFile
 
 __all__ = ["DebugFileQuery", "DebugFiles", "StoredContent"]
 
-_SINGLETON_FORMATS = frozenset({"bcsymbolmap", "uuidmap"})
+_SINGLETON_FORMATS = frozenset({"bcsymbolmap", "uuidmap", "il2cpp"})
 
 
 @dataclass(frozen=True)
@@ -273,8 +273,10 @@ class DebugFiles:
     def clean_redundant(self, project_id: int, debug_id: str) -> int:
         """Deletes older files of a debug id whose features a newer file already covers.
 
-        The newest file is always kept; of BCSymbolMaps and UUID maps only the
-        newest is kept. Returns how many records were deleted.
+        The newest file is always kept; of BCSymbolMaps, UUID maps and il2cpp
+        mappings only the newest is kept, whatever other files there are (they
+        carry no features, yet native files do not replace them). Returns how
+        many records were deleted.
         """
         with self._db.read() as session:
             rows = session.execute(

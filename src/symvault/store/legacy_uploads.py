@@ -7,6 +7,8 @@ bundle) is stored as it is. Zip members that are not debug files are skipped.
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from symvault.model.difs import DebugFile, DifMeta
 from symvault.store.debug_files import DebugFiles
 from symvault.store.detection import detect_file
 from symvault.store.validation import admit
-from symvault.store.zips import ZipLimits, extract_members
+from symvault.store.zips import ExtractedMember, ZipLimits, extract_members
 
 __all__ = ["LegacyUploads"]
 
@@ -48,32 +50,41 @@ class LegacyUploads:
             if not zipfile.is_zipfile(path):
                 raise BadRequest(str(exc)) from exc
             return self._ingest_zip(project_id, path)
-        return self._record(project_id, metas, path, sha1, size, name)
+        self._admit(metas, path, size, name)
+        return self._record(project_id, metas, path, sha1, size)
 
     def _ingest_zip(self, project_id: int, path: Path) -> list[DebugFile]:
-        created: list[DebugFile] = []
-        found_any = False
-        for member in extract_members(path, self._staging, self._limits):
-            try:
-                metas = detect_file(member.path, member.name)
-            except DebugFileError:
-                continue
-            found_any = True
-            created.extend(
-                self._record(project_id, metas, member.path, member.sha1, member.size, member.name)
-            )
-        if not found_any:
-            raise BadRequest("The zip file contains no debug information files")
+        # Every member is checked before any is recorded: a refused zip leaves nothing.
+        with tempfile.TemporaryDirectory(prefix="zip-accepted-", dir=self._staging) as kept:
+            accepted: list[tuple[list[DifMeta], ExtractedMember]] = []
+            for member in extract_members(path, self._staging, self._limits):
+                try:
+                    metas = detect_file(member.path, member.name)
+                except DebugFileError:
+                    continue
+                self._admit(metas, member.path, member.size, member.name)
+                target = Path(kept) / str(len(accepted))
+                member.path.replace(target)
+                accepted.append((metas, dataclasses.replace(member, path=target)))
+            if not accepted:
+                raise BadRequest("The zip file contains no debug information files")
+            created: list[DebugFile] = []
+            for metas, member in accepted:
+                created.extend(
+                    self._record(project_id, metas, member.path, member.sha1, member.size)
+                )
         return created
 
-    def _record(
-        self, project_id: int, metas: list[DifMeta], path: Path, sha1: str, size: int, name: str
-    ) -> list[DebugFile]:
+    def _admit(self, metas: list[DifMeta], path: Path, size: int, name: str) -> None:
         for meta in metas:
             try:
                 admit(path, meta, size, self._validate_max_size)
             except DebugFileError as exc:
                 raise BadRequest(f"{name}: {exc}") from exc
+
+    def _record(
+        self, project_id: int, metas: list[DifMeta], path: Path, sha1: str, size: int
+    ) -> list[DebugFile]:
         created = []
         for meta in metas:
             # The first object moves the file into storage; the others share it.

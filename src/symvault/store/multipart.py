@@ -81,8 +81,11 @@ class _PartWriter:
             self._append(data)
             return
         while data:
+            # Never inflate more than one byte past the limit, however well the data compresses.
             try:
-                out = self._inflater.decompress(data, min(_INFLATE_STEP, self._limit + 1))
+                out = self._inflater.decompress(
+                    data, min(_INFLATE_STEP, self._limit + 1 - self._size)
+                )
             except zlib.error as exc:
                 raise self._error(f"{self.label} is not valid gzip data") from exc
             self._append(out)

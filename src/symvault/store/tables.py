@@ -134,6 +134,8 @@ class StoredFile(Base):
     """
 
     __tablename__ = "files"
+    # Ids are never reused (SQLite would reuse the highest after a delete).
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     checksum: Mapped[str] = mapped_column(String(40), index=True)
@@ -150,6 +152,8 @@ class DebugFileRow(Base):
         Index("ix_debug_files_project_debug_id", "project_id", "debug_id"),
         Index("ix_debug_files_project_code_id", "project_id", "code_id"),
         Index("ix_debug_files_project_checksum", "project_id", "checksum"),
+        # Ids are never reused: clients download and delete by id.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -55,8 +55,10 @@ def _check_name(name: str) -> str:
 def _is_regular_file(info: zipfile.ZipInfo) -> bool:
     if info.is_dir():
         return False
-    mode = info.external_attr >> 16
-    return not mode or stat.S_ISREG(mode)
+    # Many writers (Python's `writestr`, Windows tools) record permissions without a
+    # file type, or no Unix mode at all: only an explicit other type is not a file.
+    file_type = stat.S_IFMT(info.external_attr >> 16)
+    return not file_type or file_type == stat.S_IFREG
 
 
 def extract_members(path: Path, staging_dir: Path, limits: ZipLimits) -> Iterator[ExtractedMember]:

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("created_at", symvault.store.tables.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_files")),
         sa.UniqueConstraint("storage_key", name=op.f("uq_files_storage_key")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("files", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_files_checksum"), ["checksum"], unique=False)
@@ -139,6 +140,7 @@ def upgrade() -> None:
             ["project_id"], ["projects.id"], name=op.f("fk_debug_files_project_id_projects")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_debug_files")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("debug_files", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_debug_files_file_id"), ["file_id"], unique=False)

@@ -1,0 +1,106 @@
+"""`POST /symbolicate` and `GET /requests/{id}`: Symbolicator's API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from symvault.api.common import authenticate, read_json, run_blocking, services_of
+from symvault.api.responses import JsonResponse
+from symvault.app import Services
+from symvault.errors import BadRequest, Forbidden, UnprocessableEntity
+from symvault.model.sources import FilesystemSourceConfig, SourceConfig, StoreSourceConfig
+from symvault.model.symbolication import SymbolicateRequest
+from symvault.store.accounts import READ_SCOPES
+
+__all__ = ["describe_validation_error", "poll_request", "symbolicate"]
+
+
+def _timeout(request: Request) -> float | None:
+    raw = request.query_params.get("timeout")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise BadRequest(
+            f"Query parameter 'timeout' must be a whole number of seconds, not {raw[:40]!r}"
+        )
+    return float(raw)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the field (`stacktraces.0.frames.2.addr_mode`)."""
+    problems = []
+    for item in error.errors()[:10]:
+        location = ".".join(str(part) for part in item["loc"]) or "body"
+        problems.append(f"{location}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def parse_request(body: Any) -> SymbolicateRequest:
+    try:
+        return SymbolicateRequest.model_validate(body)
+    except ValidationError as exc:
+        raise UnprocessableEntity(describe_validation_error(exc)) from exc
+
+
+async def _authorize_sources(
+    request: Request, services: Services, sources: Sequence[SourceConfig], from_request: bool
+) -> None:
+    """Store sources need a token that may read the project; filesystem ones need the config."""
+    if from_request and not services.config.symbolication.allow_filesystem_sources:
+        for source in sources:
+            if isinstance(source, FilesystemSourceConfig):
+                raise Forbidden(
+                    f"source {source.id!r}: requests may not name filesystem sources "
+                    "(symbolication.allow_filesystem_sources is off)"
+                )
+    stores = [source for source in sources if isinstance(source, StoreSourceConfig)]
+    if not stores:
+        return
+    principal = await authenticate(request)
+    for store in stores:
+        await run_blocking(
+            services.accounts.authorize_project,
+            principal,
+            store.organization,
+            store.project,
+            READ_SCOPES,
+        )
+
+
+async def symbolicate(request: Request) -> Response:
+    services = services_of(request)
+    timeout = _timeout(request)
+    scope = request.query_params.get("scope") or "global"
+    body = await read_json(request, services.config.server.max_json_body)
+    if isinstance(body, dict) and len(str(body.get("stacktraces", ""))) > 64 * 1024:
+        parsed = await run_blocking(parse_request, body)
+    else:
+        parsed = parse_request(body)
+    from_request = parsed.sources is not None
+    sources = parsed.sources if parsed.sources is not None else services.config.sources
+    await _authorize_sources(request, services, sources, from_request)
+
+    symbolicator = services.symbolicator
+    executor = services.symbolication_executor
+
+    async def work() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            executor, symbolicator.symbolicate, parsed, sources, scope
+        )
+
+    request_id = services.requests.start(work)
+    return JsonResponse(await services.requests.respond(request_id, timeout))
+
+
+async def poll_request(request: Request) -> Response:
+    services = services_of(request)
+    timeout = _timeout(request)
+    result = await services.requests.respond(request.path_params["request_id"], timeout)
+    return JsonResponse(result)

@@ -1,0 +1,58 @@
+"""Readable function names from mangled symbols: C++, Rust, Swift, MSVC.
+
+Names are written as Symbolicator writes them: with parameters, without return
+types (`shapes::accumulate_areas<long>(shapes::Shape const* const*, int)`),
+Rust without the hash suffix, Objective-C unchanged. A name that is not mangled,
+or that fails to demangle, gives None and the raw symbol is used instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import demangle as demangle_lib
+
+__all__ = ["Demangler"]
+
+#: Languages whose names are never mangled.
+_PLAIN_LANGUAGES = frozenset({"c", "d", "go", "csharp"})
+_MAX_SYMBOL = 4096
+
+
+class Demangler:
+    """Demangles names, remembering recent results (the same names recur in every crash)."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._known: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def demangle(self, symbol: str, language: str | None = None) -> str | None:
+        """The readable name, or None if `symbol` is not a mangled name."""
+        if language in _PLAIN_LANGUAGES or not symbol or len(symbol) > _MAX_SYMBOL:
+            return None
+        with self._lock:
+            if symbol in self._known:
+                return self._known[symbol]
+        readable = _demangle(symbol)
+        with self._lock:
+            self._known[symbol] = readable
+            if len(self._known) > self._capacity:
+                self._known.popitem(last=False)
+        return readable
+
+
+def _demangle(symbol: str) -> str | None:
+    if symbol.startswith(("-[", "+[")):
+        return symbol  # Objective-C names are already readable
+    try:
+        signature = demangle_lib.signature(symbol)
+    except (demangle_lib.DemanglingError, RecursionError):
+        return None
+    name: str = signature.qualified_name
+    if signature.is_function and signature.parameters is not None:
+        name += "(" + ", ".join(signature.parameters) + ")"
+        if signature.qualifiers:
+            name += " " + " ".join(signature.qualifiers)
+    return name

@@ -1,0 +1,272 @@
+"""Symbolicating one frame: the address to look up, the symcache lookup, the output frames.
+
+Caller frames hold return addresses, which point after the call; the call is
+looked up instead (the previous instruction), with symbolic's heuristic for
+the crashing frame (`caller_instruction`: it uses the signal and the
+instruction pointer register). `adjust_instruction_addr` overrides the
+heuristic per frame; once any frame of a stack trace sets it, frames that do
+not are adjusted.
+
+A lookup yields the innermost inlined function first; each becomes a frame
+sharing the input frame's `original_index`. Output frames follow Symbolicator:
+the looked-up address as `instruction_addr`, absolute when the module has an
+image address, `sym_addr` on the outermost function only, `filename` the base
+name of `abs_path`, `package` the module's code file.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from symvault.caches.symcaches import Location
+from symvault.model.symbolication import RawFrame
+from symvault.symbolication.demangle import Demangler
+from symvault.symbolication.modules import Module
+
+__all__ = [
+    "Adjustment",
+    "FrameStatus",
+    "LocationRenderer",
+    "ThreadContext",
+    "caller_instruction",
+    "failed_frame",
+    "ip_register",
+    "lookup_address",
+    "previous_instruction",
+    "symbolicated_frames",
+]
+
+_SIGNALS_AT_FAULTING_INSTRUCTION = frozenset({4, 10, 11})  # SIGILL, SIGBUS, SIGSEGV
+# Instruction alignment per CPU family, by prefix of symbolic's architecture names.
+_ALIGNMENT = (("arm64", 4), ("arm", 2), ("ppc64", 8), ("ppc", 4), ("mips", 4), ("wasm", 4))
+_IP_REGISTERS = (("x86_64", "rip"), ("x86", "eip"), ("arm", "pc"), ("ppc", "srr0"), ("mips", "pc"))
+
+
+class FrameStatus(StrEnum):
+    SYMBOLICATED = "symbolicated"
+    MISSING_SYMBOL = "missing_symbol"
+    UNKNOWN_IMAGE = "unknown_image"
+    MISSING = "missing"
+    MALFORMED = "malformed"
+
+
+class Adjustment(StrEnum):
+    AUTO = "auto"
+    YES = "yes"
+    NO = "no"
+
+
+@dataclass(frozen=True)
+class ThreadContext:
+    signal: int | None
+    registers: dict[str, int]
+    default_adjustment: Adjustment
+
+
+@functools.cache
+def _alignment(arch: str) -> int:
+    for prefix, alignment in _ALIGNMENT:
+        if arch.startswith(prefix):
+            return alignment
+    return 1
+
+
+def ip_register(arch: str) -> str | None:
+    """The instruction pointer register of an architecture, as crash reports name it."""
+    for prefix, register in _IP_REGISTERS:
+        if arch.startswith(prefix):
+            return register
+    return None
+
+
+def aligned_instruction(address: int, arch: str) -> int:
+    return address - address % _alignment(arch)
+
+
+def previous_instruction(address: int, arch: str) -> int:
+    """The instruction before the one at `address` (the call before a return address)."""
+    alignment = _alignment(arch)
+    size = alignment * 2 if arch.startswith("mips") else alignment
+    return max(aligned_instruction(address, arch) - size, 0)
+
+
+def caller_instruction(
+    address: int, arch: str, crashing: bool, signal: int | None, ip_value: int | None
+) -> int:
+    """symbolic's heuristic: callers point after their call; the crashing frame points at
+    the faulting instruction, unless the IP register says the fault was elsewhere."""
+    adjust = not crashing or (
+        ip_value is not None and ip_value != address and signal in _SIGNALS_AT_FAULTING_INSTRUCTION
+    )
+    if adjust:
+        return previous_instruction(address, arch)
+    return aligned_instruction(address, arch)
+
+
+def lookup_address(
+    frame: RawFrame, module: Module, index: int, context: ThreadContext, arch: str
+) -> int | None:
+    """The module-relative address to look up for a frame, or None if there is none.
+
+    `index` is the frame's position counted from the crashing frame (0).
+    """
+    relative_to = frame.relative_module
+    if relative_to is None:
+        if not module.supports_absolute_addresses or frame.instruction_addr < module.image_addr:
+            return None
+        relative = frame.instruction_addr - module.image_addr
+    else:
+        relative = frame.instruction_addr
+    if not module.supports_absolute_addresses:
+        return relative
+    absolute = module.image_addr + relative
+    if frame.adjust_instruction_addr is None:
+        adjustment = context.default_adjustment
+    else:
+        adjustment = Adjustment.YES if frame.adjust_instruction_addr else Adjustment.NO
+    if adjustment is Adjustment.NO:
+        adjusted = aligned_instruction(absolute, arch)
+    elif adjustment is Adjustment.YES:
+        adjusted = previous_instruction(absolute, arch)
+    else:
+        register = ip_register(arch) if index == 0 else None
+        ip_value = context.registers.get(register) if register else None
+        adjusted = caller_instruction(absolute, arch, index == 0, context.signal, ip_value)
+    if adjusted < module.image_addr:
+        return None
+    return adjusted - module.image_addr
+
+
+def _exposed(module: Module, relative: int) -> int:
+    """An address as output: absolute if the module has an image address, else relative."""
+    return module.image_addr + relative if module.supports_absolute_addresses else relative
+
+
+def _base(frame: RawFrame, status: FrameStatus, original_index: int) -> dict[str, Any]:
+    output: dict[str, Any] = {"status": status.value, "original_index": original_index}
+    if frame.platform is not None:
+        output["platform"] = frame.platform
+    return output
+
+
+class LocationRenderer:
+    """The parts of an output frame that depend only on the function found (memoized:
+    the same functions appear in crash after crash)."""
+
+    def __init__(self, demangler: Demangler, capacity: int = 200_000) -> None:
+        self._demangler = demangler
+        self._capacity = capacity
+        self._rendered: dict[Location, dict[str, Any]] = {}
+
+    def render(self, location: Location) -> dict[str, Any]:
+        rendered = self._rendered.get(location)
+        if rendered is not None:
+            return rendered
+        rendered = {}
+        if location.language != "unknown":
+            rendered["lang"] = location.language
+        rendered["symbol"] = location.symbol
+        rendered["function"] = (
+            self._demangler.demangle(location.symbol, location.language) or location.symbol
+        )
+        if location.path:
+            rendered["filename"] = _basename(location.path)
+            rendered["abs_path"] = location.path
+        rendered["lineno"] = location.line
+        if len(self._rendered) >= self._capacity:
+            self._rendered.clear()
+        self._rendered[location] = rendered
+        return rendered
+
+
+def symbolicated_frames(
+    frame: RawFrame,
+    original_index: int,
+    module: Module,
+    relative: int,
+    locations: tuple[Location, ...],
+    renderer: LocationRenderer,
+) -> list[dict[str, Any]]:
+    """The output frames of a successful lookup, innermost first."""
+    head: dict[str, Any] = {
+        "status": FrameStatus.SYMBOLICATED.value,
+        "original_index": original_index,
+    }
+    if frame.platform is not None:
+        head["platform"] = frame.platform
+    if not module.supports_absolute_addresses:
+        head["addr_mode"] = f"rel:{module.index}"
+    head["instruction_addr"] = hex(_exposed(module, relative))
+    if frame.adjust_instruction_addr is not None:
+        head["adjust_instruction_addr"] = frame.adjust_instruction_addr
+    if frame.function_id is not None:
+        head["function_id"] = hex(frame.function_id)
+    if module.raw.code_file is not None:
+        head["package"] = module.raw.code_file
+    frames = [{**head, **renderer.render(location)} for location in locations]
+    outermost = frames[-1]
+    outermost["sym_addr"] = hex(_exposed(module, locations[-1].sym_addr))
+    for output in frames:
+        if "abs_path" not in output:
+            # The debug file names no file: keep what the client sent.
+            for key in ("filename", "abs_path"):
+                value = getattr(frame, key)
+                if value is not None:
+                    output[key] = value
+        if frame.trust != "none":
+            output["trust"] = frame.trust
+    return frames
+
+
+def failed_frame(
+    frame: RawFrame,
+    original_index: int,
+    status: FrameStatus,
+    module: Module | None,
+    demangler: Demangler,
+) -> dict[str, Any]:
+    """The input frame as it came, with its status; a lone name gets demangled."""
+    output = _base(frame, status, original_index)
+    if frame.addr_mode != "abs":
+        output["addr_mode"] = frame.addr_mode
+    output["instruction_addr"] = hex(frame.instruction_addr)
+    function, symbol = _fix_names(frame, demangler)
+    fields: dict[str, Any] = {
+        "adjust_instruction_addr": frame.adjust_instruction_addr,
+        "function_id": hex(frame.function_id) if frame.function_id is not None else None,
+        "package": module.raw.code_file if module is not None else frame.package,
+        "lang": frame.lang,
+        "symbol": symbol,
+        "sym_addr": hex(frame.sym_addr) if frame.sym_addr is not None else None,
+        "function": function,
+        "filename": frame.filename,
+        "abs_path": frame.abs_path,
+        "lineno": frame.lineno,
+        "pre_context": list(frame.pre_context) or None,
+        "context_line": frame.context_line,
+        "post_context": list(frame.post_context) or None,
+        "source_link": frame.source_link,
+        "trust": frame.trust if frame.trust != "none" else None,
+    }
+    output.update({key: value for key, value in fields.items() if value is not None})
+    return output
+
+
+def _fix_names(frame: RawFrame, demangler: Demangler) -> tuple[str | None, str | None]:
+    """With only one of function and symbol given, demangle it into `function`."""
+    function, symbol = frame.function, frame.symbol
+    if (function is None) == (symbol is None):
+        return function, symbol
+    mangled = function if function is not None else symbol
+    assert mangled is not None
+    readable = demangler.demangle(mangled, frame.lang)
+    if readable is None:
+        return function, symbol
+    return readable, (function if function is not None else symbol)
+
+
+def _basename(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]

@@ -1,0 +1,405 @@
+"""`Symbolicator`: one `/symbolicate` request, from parsed request to completed response.
+
+1. Frames are assigned to modules; only modules with frames are fetched.
+2. Symcaches of those modules are fetched from the caches, in parallel.
+3. Frames are looked up; failed ones keep their input, with a status.
+4. With `apply_source_context`, source bundles of the modules still referenced
+   add source lines to frames that have a file and a line.
+5. Modules report `debug_status`, `arch`, `features` and, with
+   `dif_candidates`, every candidate file and what happened with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import symbolic
+
+from symvault.caches.derived import DerivedCache, DerivedResult
+from symvault.caches.search import Candidate
+from symvault.caches.sourcebundles import SourceBundle
+from symvault.caches.symcaches import SymcacheHandles
+from symvault.caching.entries import EntryStatus
+from symvault.logs import log_event
+from symvault.model.sources import SourceConfig
+from symvault.model.symbolication import RawFrame, RawStacktrace, SymbolicateRequest
+from symvault.sources.base import source_applies
+from symvault.symbolication.demangle import Demangler
+from symvault.symbolication.modules import Module, ModuleTable
+from symvault.symbolication.native import (
+    Adjustment,
+    FrameStatus,
+    LocationRenderer,
+    ThreadContext,
+    failed_frame,
+    lookup_address,
+    symbolicated_frames,
+)
+from symvault.symbolication.source_context import apply_context
+
+__all__ = ["Symbolicator"]
+
+logger = logging.getLogger(__name__)
+
+_DEBUG_STATUS = {
+    EntryStatus.OK: "found",
+    EntryStatus.NOT_FOUND: "missing",
+    EntryStatus.NO_PERMISSION: "fetching_failed",
+    EntryStatus.ERROR: "fetching_failed",
+    EntryStatus.TIMEOUT: "timeout",
+    EntryStatus.MALFORMED: "malformed",
+    EntryStatus.UNSUPPORTED: "unsupported",
+}
+_FRAME_KEYS = (
+    "status",
+    "original_index",
+    "platform",
+    "addr_mode",
+    "instruction_addr",
+    "adjust_instruction_addr",
+    "function_id",
+    "package",
+    "lang",
+    "symbol",
+    "sym_addr",
+    "function",
+    "filename",
+    "abs_path",
+    "lineno",
+    "pre_context",
+    "context_line",
+    "post_context",
+    "source_link",
+    "trust",
+)
+_THREAD_ENTRY_FUNCTIONS = frozenset({"_start", "__clone", "__clone3"})
+_NO_FILES_LISTED = "No object files listed on this source"
+
+
+@dataclass
+class _Thread:
+    raw: RawStacktrace
+    frames: list[RawFrame]
+    """Callee first: index 0 is the crashing frame."""
+    original_indexes: list[int]
+    modules: list[Module | None]
+    """The module of each frame."""
+    output: list[tuple[dict[str, Any], Module | None]] | None = None
+    """Output frames with their modules, once symbolicated."""
+
+
+class Symbolicator:
+    """Symbolicates requests with symcaches and source bundles from the caches."""
+
+    def __init__(
+        self,
+        symcaches: DerivedCache,
+        sourcebundles: DerivedCache,
+        fetch_workers: int = 16,
+    ) -> None:
+        self._symcaches = symcaches
+        self._sourcebundles = sourcebundles
+        self._handles = SymcacheHandles()
+        self._demangler = Demangler()
+        self._renderer = LocationRenderer(self._demangler)
+        self._pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="fetch")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def symbolicate(
+        self, request: SymbolicateRequest, sources: Sequence[SourceConfig], scope: str
+    ) -> dict[str, Any]:
+        """The `completed` response body of a request."""
+        table = ModuleTable(request.modules)
+        threads = [
+            self._thread(raw, request.options.frame_order, table) for raw in request.stacktraces
+        ]
+        referenced = [module for module in table.modules if module.referenced]
+        self._fetch(referenced, sources, scope, self._symcaches, "symcache")
+
+        stacktraces = [self._symbolicate_thread(thread, request) for thread in threads]
+
+        if request.options.apply_source_context:
+            self._add_source_context(threads, table, sources, scope)
+        return {
+            "status": "completed",
+            **({"signal": request.signal} if request.signal is not None else {}),
+            "stacktraces": stacktraces,
+            "modules": [
+                self._module_json(module, request.options.dif_candidates, sources)
+                for module in table.modules
+            ],
+        }
+
+    # Threads and frames
+
+    @staticmethod
+    def _thread(raw: RawStacktrace, frame_order: str, table: ModuleTable) -> _Thread:
+        indexes = list(range(len(raw.frames)))
+        frames = list(raw.frames)
+        if frame_order == "caller_first":
+            frames.reverse()
+            indexes.reverse()
+        modules = [table.find(frame.instruction_addr, frame.relative_module) for frame in frames]
+        for module in modules:
+            if module is not None:
+                module.referenced = True
+        return _Thread(raw, frames, indexes, modules)
+
+    def _symbolicate_thread(self, thread: _Thread, request: SymbolicateRequest) -> dict[str, Any]:
+        any_adjustment = any(f.adjust_instruction_addr is not None for f in thread.frames)
+        context = ThreadContext(
+            signal=request.signal,
+            registers=dict(thread.raw.registers),
+            default_adjustment=Adjustment.YES if any_adjustment else Adjustment.AUTO,
+        )
+        output: list[dict[str, Any]] = []
+        owners: list[tuple[dict[str, Any], Module | None]] = []
+        last = len(thread.frames) - 1
+        for index, (frame, original, module) in enumerate(
+            zip(thread.frames, thread.original_indexes, thread.modules, strict=True)
+        ):
+            produced = self._symbolicate_frame(frame, original, index, module, context)
+            if _dropped(frame, produced, index == last, output):
+                continue
+            output.extend(produced)
+            owners.extend((produced_frame, module) for produced_frame in produced)
+        if request.options.frame_order == "caller_first":
+            output.reverse()
+        thread.output = owners
+        result: dict[str, Any] = {}
+        for key in ("thread_id", "thread_name", "is_requesting"):
+            value = getattr(thread.raw, key)
+            if value is not None:
+                result[key] = value
+        if thread.raw.registers:
+            result["registers"] = {name: hex(v) for name, v in thread.raw.registers.items()}
+        result["frames"] = output
+        return result
+
+    def _symbolicate_frame(
+        self,
+        frame: RawFrame,
+        original_index: int,
+        index: int,
+        module: Module | None,
+        context: ThreadContext,
+    ) -> list[dict[str, Any]]:
+        if module is None:
+            return [
+                failed_frame(
+                    frame, original_index, FrameStatus.UNKNOWN_IMAGE, None, self._demangler
+                )
+            ]
+        result = module.symcache
+        if result is None or not result.ok or module.handle is None:
+            status = (
+                FrameStatus.MALFORMED
+                if result is not None and result.status is EntryStatus.MALFORMED
+                else FrameStatus.MISSING
+            )
+            return [failed_frame(frame, original_index, status, module, self._demangler)]
+        relative = lookup_address(frame, module, index, context, module.handle.arch)
+        locations = module.handle.lookup(relative) if relative is not None else ()
+        if relative is None or not locations:
+            return [
+                failed_frame(
+                    frame, original_index, FrameStatus.MISSING_SYMBOL, module, self._demangler
+                )
+            ]
+        return symbolicated_frames(
+            frame, original_index, module, relative, locations, self._renderer
+        )
+
+    # Fetching
+
+    def _fetch(
+        self,
+        modules: list[Module],
+        sources: Sequence[SourceConfig],
+        scope: str,
+        cache: DerivedCache,
+        kind: str,
+    ) -> None:
+        if not modules:
+            return
+        if len(modules) == 1:
+            self._fetch_one(modules[0], sources, scope, cache, kind)
+            return
+        futures = [
+            self._pool.submit(self._fetch_one, module, sources, scope, cache, kind)
+            for module in modules
+        ]
+        for future in futures:
+            future.result()
+
+    def _fetch_one(
+        self,
+        module: Module,
+        sources: Sequence[SourceConfig],
+        scope: str,
+        cache: DerivedCache,
+        kind: str,
+    ) -> None:
+        try:
+            result = cache.fetch(module.object_id, sources, scope)
+        except Exception:
+            logger.exception("symbolicate.fetch_failed kind=%s module=%s", kind, module.index)
+            result = DerivedResult(EntryStatus.ERROR, None, None, detail="internal error")
+        if kind == "sources":
+            module.sources = result
+            return
+        module.symcache = result
+        if result.ok and result.entry is not None:
+            try:
+                module.handle = self._handles.get(result.entry)
+            except (OSError, symbolic.SymbolicError) as exc:
+                log_event(
+                    logger, "symbolicate.symcache_unreadable", logging.WARNING, error=str(exc)
+                )
+                module.symcache = DerivedResult(
+                    EntryStatus.MALFORMED, None, result.source_id, result.candidates
+                )
+
+    # Source context
+
+    def _add_source_context(
+        self,
+        threads: list[_Thread],
+        table: ModuleTable,
+        sources: Sequence[SourceConfig],
+        scope: str,
+    ) -> None:
+        wanted: dict[int, list[dict[str, Any]]] = {}
+        # Modules whose frames were all dropped count as unused again (as in Symbolicator).
+        for module in table.modules:
+            module.referenced = False
+        for thread in threads:
+            for frame, owner in thread.output or ():
+                if owner is None:
+                    continue
+                owner.referenced = True
+                if "abs_path" in frame and frame.get("lineno") is not None:
+                    wanted.setdefault(owner.index, []).append(frame)
+        modules = [table.modules[index] for index in wanted]
+        self._fetch(modules, sources, scope, self._sourcebundles, "sources")
+        for module in modules:
+            result = module.sources
+            if result is None or not result.ok or result.entry is None:
+                continue
+            try:
+                bundle = SourceBundle(result.entry)
+            except (OSError, ValueError, KeyError) as exc:
+                log_event(logger, "symbolicate.bundle_unreadable", logging.WARNING, error=str(exc))
+                continue
+            for frame in wanted[module.index]:
+                lines = bundle.lines(frame["abs_path"])
+                if lines is not None and apply_context(frame, lines):
+                    # Keep Symbolicator's key order: context comes before source_link and trust.
+                    ordered = {key: frame[key] for key in _FRAME_KEYS if key in frame}
+                    frame.clear()
+                    frame.update(ordered)
+
+    # Modules
+
+    def _module_json(
+        self, module: Module, with_candidates: bool, sources: Sequence[SourceConfig]
+    ) -> dict[str, Any]:
+        result = module.symcache
+        if not module.referenced and (result is None or not result.ok):
+            status = "unused"
+        elif result is None:
+            status = "unused" if not module.referenced else "other"
+        else:
+            status = _DEBUG_STATUS.get(result.status, "other")
+        info = result.object_info if result is not None else None
+        features = set(info.features) if info is not None else set()
+        bundle = module.sources
+        if bundle is not None and bundle.ok:
+            features.add("sources")
+        output: dict[str, Any] = {
+            "debug_status": status,
+            "features": {
+                "has_debug_info": "debug" in features,
+                "has_unwind_info": "unwind" in features,
+                "has_symbols": "symtab" in features,
+                "has_sources": "sources" in features,
+            },
+            "arch": module.handle.arch if module.handle is not None else "unknown",
+            "type": module.object_type.value,
+        }
+        raw = module.raw
+        identifiers = {
+            "code_id": module.code_id,
+            "code_file": raw.code_file,
+            "debug_id": module.debug_id,
+            "debug_file": raw.debug_file,
+            "debug_checksum": raw.debug_checksum,
+        }
+        output.update({key: value for key, value in identifiers.items() if value is not None})
+        output["image_addr"] = hex(module.image_addr)
+        if module.image_size is not None:
+            output["image_size"] = module.image_size
+        if with_candidates and (result is not None or bundle is not None):
+            candidates = _candidates_json(module, sources)
+            if candidates:
+                output["candidates"] = candidates
+        return output
+
+
+def _dropped(
+    frame: RawFrame, produced: list[dict[str, Any]], is_last: bool, output: list[dict[str, Any]]
+) -> bool:
+    """Frames Symbolicator leaves out: scanned guesses that resolve to nothing, and
+    the bogus return address below the thread's entry function."""
+    status = produced[0]["status"]
+    if frame.trust == "scan" and status in ("missing_symbol", "unknown_image"):
+        return True
+    if not is_last or status != "unknown_image" or not output:
+        return False
+    if output[-1].get("function") in _THREAD_ENTRY_FUNCTIONS:
+        return True
+    return frame.addr_mode == "abs" and frame.instruction_addr < 4096
+
+
+def _candidates_json(module: Module, sources: Sequence[SourceConfig]) -> list[dict[str, Any]]:
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    chosen = module.symcache.object_info if module.symcache is not None else None
+    chosen_source = module.symcache.source_id if module.symcache is not None else None
+    results = [r for r in (module.symcache, module.sources) if r is not None]
+    for result in results:
+        for candidate in result.candidates:
+            entry = entries.setdefault(
+                (candidate.source_id, candidate.location), candidate.to_json()
+            )
+            if (
+                result is module.symcache
+                and chosen is not None
+                and candidate.source_id == chosen_source
+                and candidate.features is not None
+                and _is_chosen(candidate, result)
+            ):
+                entry["debug"] = {"status": "ok" if result.ok else "malformed"}
+    object_id = module.object_id
+    for config in sources:
+        if not source_applies(config, object_id):
+            continue
+        if not any(source_id == config.id for source_id, _ in entries):
+            entries[(config.id, _NO_FILES_LISTED)] = {
+                "source": config.id,
+                "location": _NO_FILES_LISTED,
+                "download": {"status": "notfound"},
+            }
+    return [entries[key] for key in sorted(entries)]
+
+
+def _is_chosen(candidate: Candidate, result: DerivedResult) -> bool:
+    if result.entry is None:
+        return False
+    chosen = result.entry.info.get("object")
+    return isinstance(chosen, dict) and chosen.get("location") == candidate.location
