@@ -33,6 +33,8 @@ __all__ = ["Services", "build_services"]
 logger = logging.getLogger(__name__)
 
 _CHUNK_SWEEP_INTERVAL = 600.0
+#: Temporary upload files older than this were left by a process that died.
+STALE_STAGING_SECONDS = 6 * 3600.0
 
 
 @dataclass
@@ -112,6 +114,12 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         "sweep-chunks",
         _CHUNK_SWEEP_INTERVAL,
         lambda: chunks.sweep(upload.chunk_retention),
+        delay=60,
+    )
+    periodic.add(
+        "sweep-staging",
+        _CHUNK_SWEEP_INTERVAL,
+        lambda: storage.sweep_staging(STALE_STAGING_SECONDS),
         delay=60,
     )
     if config.caches.cleanup_interval is not None:

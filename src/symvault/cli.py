@@ -105,26 +105,37 @@ def _serve(config: Config) -> int:
     from symvault.logs import configure_logging
     from symvault.store.accounts import ALL_SCOPES
 
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, config.logging.access_log)
     services = build_services(config)
     if not services.accounts.has_tokens():
         token = services.accounts.create_token(
             DEFAULT_ORGANIZATION, scopes=ALL_SCOPES, label="created on first start"
         )
         _print_welcome(config, token)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_api(services),
-            host=config.server.host,
-            port=config.server.port,
-            log_config=None,
-            access_log=config.logging.access_log,
-            server_header=False,
-            timeout_graceful_shutdown=10,
-            lifespan="on",
+    options: dict[str, Any] = {
+        "host": config.server.host,
+        "port": config.server.port,
+        "log_config": None,
+        "access_log": config.logging.access_log,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+        "lifespan": "on",
+    }
+    if config.server.workers > 1:
+        import os
+
+        from symvault.api.asgi import CONFIG_VARIABLE
+
+        services.db.dispose()
+        os.environ[CONFIG_VARIABLE] = config.model_dump_json()
+        uvicorn.run(
+            "symvault.api.asgi:from_environment",
+            factory=True,
+            workers=config.server.workers,
+            **options,
         )
-    )
-    server.run()
+        return 0
+    uvicorn.Server(uvicorn.Config(create_api(services), **options)).run()
     return 0
 
 
@@ -165,13 +176,15 @@ def _create_token(config: Config, args: argparse.Namespace) -> int:
 def _cleanup(config: Config, dry_run: bool, repeat: str | None) -> int:
     import time
 
-    from symvault.app import build_services
     from symvault.config import parse_duration
 
     try:
         interval = parse_duration(repeat).total_seconds() if repeat else None
     except ValueError as exc:
         raise ConfigError(f"--repeat: {exc}") from exc
+
+    from symvault.app import STALE_STAGING_SECONDS, build_services
+
     services = build_services(config)
     try:
         while True:
@@ -179,7 +192,11 @@ def _cleanup(config: Config, dry_run: bool, repeat: str | None) -> int:
             print(report.summary(), flush=True)
             if not dry_run:
                 chunks = services.chunks.sweep(config.upload.chunk_retention)
-                print(f"removed {chunks} expired upload chunks", flush=True)
+                staged = services.storage.sweep_staging(STALE_STAGING_SECONDS)
+                print(
+                    f"removed {chunks} expired upload chunks, {staged} stale temporary files",
+                    flush=True,
+                )
             if interval is None:
                 return 0
             time.sleep(interval)

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
 
 from symvault.errors import ConfigError
 from symvault.model.sources import SourceConfig
@@ -113,12 +121,16 @@ def parse_size(value: Any) -> int:
     raise ValueError(f"cannot parse size {value!r}")
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(lambda value: value.total_seconds(), return_type=float),
+]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ServerConfig(_Section):
@@ -275,7 +287,10 @@ class LoggingConfig(_Section):
     """Log output."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """Least severe level written."""
+
     format: Literal["text", "json"] = "text"
+    """`text`: one `event key=value ...` line per event; `json`: one JSON object per line."""
     access_log: bool = False
     """Log every HTTP request."""
 
@@ -329,6 +344,7 @@ class Config(_Section):
     """After this many consecutive failures, a host is skipped for `host_block_time`."""
 
     host_block_time: Duration = timedelta(seconds=60)
+    """How long a failing host is skipped."""
 
     @property
     def cache_root(self) -> Path:

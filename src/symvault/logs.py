@@ -57,8 +57,8 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Sends all logs to stderr in the chosen format."""
+def configure_logging(level: str, fmt: str, access_log: bool = False) -> None:
+    """Sends all logs to stderr in the chosen format; HTTP access lines only if asked."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger()
@@ -67,3 +67,7 @@ def configure_logging(level: str, fmt: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # uvicorn writes access lines whenever its access logger has a handler somewhere.
+    logging.getLogger("uvicorn.access").propagate = access_log
+    for quiet in ("alembic", "botocore", "boto3", "urllib3", "httpx", "httpcore"):
+        logging.getLogger(quiet).setLevel(max(root.level, logging.WARNING))

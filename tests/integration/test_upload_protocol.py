@@ -35,7 +35,7 @@ from tests.support.server import ServerProcess
 SMALL_LIMITS: dict[str, Any] = {
     "upload": {
         "chunk_size": 65536,
-        "max_request_size": 262144,
+        "max_request_size": 196608,
         "chunks_per_request": 4,
         "max_file_size": 200000,
     },
@@ -103,7 +103,7 @@ def test_options_follow_the_configured_limits(small: ChunkClient) -> None:
     options = small.options()
     assert options["chunkSize"] == 65536
     assert options["chunksPerRequest"] == 4
-    assert options["maxRequestSize"] == 262144
+    assert options["maxRequestSize"] == 196608
     assert options["maxFileSize"] == 200000
 
 
@@ -345,11 +345,31 @@ def test_chunk_larger_than_the_chunk_size_is_refused(small: ChunkClient, field: 
     _assert_missing(small, split_bytes(data, 65537, "big.bin"), [checksum])
 
 
+def test_request_filled_to_the_maximum_is_accepted_despite_gzip_overhead(
+    small: ChunkClient,
+) -> None:
+    # sentry-cli fills requests up to maxRequestSize with uncompressed chunk data; data
+    # that does not compress then makes the gzip-compressed body slightly larger.
+    pieces = [os.urandom(65536) for _ in range(3)]
+    parts = [("file_gzip", sha1_of(piece), gzip.compress(piece)) for piece in pieces]
+    body = encode_multipart(parts)
+    assert len(body) > 196608
+
+    response = small.http.post(
+        small.options_path, content=body, headers={"Content-Type": MULTIPART_TYPE}
+    )
+
+    assert response.status_code == 200, response.text
+    data = b"".join(pieces)
+    entry = small.assemble_one(split_bytes(data, 65536, "pieces.bin"))
+    assert entry["missingChunks"] == []
+    assert entry["state"] in ("assembling", "error")
+
+
 def test_request_larger_than_the_maximum_is_refused(small: ChunkClient) -> None:
     pieces = [os.urandom(65536) for _ in range(4)]
     body = encode_multipart([("file", sha1_of(piece), piece) for piece in pieces])
-    assert len(body) > 262144
-    expected = {"error": "Request is larger than the maximum request size of 262144 bytes"}
+    expected = {"error": "Request is larger than the maximum request size of 196608 bytes"}
 
     with_length = small.http.post(
         small.options_path, content=body, headers={"Content-Type": MULTIPART_TYPE}
@@ -374,6 +394,20 @@ def test_request_larger_than_the_maximum_is_refused(small: ChunkClient) -> None:
     _assert_missing(
         small, split_bytes(data, 65536, "pieces.bin"), [sha1_of(piece) for piece in pieces]
     )
+
+
+def test_body_far_over_the_maximum_is_refused_before_reading_it(small: ChunkClient) -> None:
+    # Beyond the data limit, a body only gets slack for framing: 64 KiB per allowed chunk.
+    body = encode_multipart([("ignored", "junk.bin", os.urandom(196608 + 4 * 65536 + 1))])
+
+    response = small.http.post(
+        small.options_path, content=body, headers={"Content-Type": MULTIPART_TYPE}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "Request is larger than the maximum request size of 458752 bytes"
+    }
 
 
 def test_more_chunks_than_allowed_per_request_are_refused(small: ChunkClient) -> None:

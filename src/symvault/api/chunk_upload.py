@@ -13,6 +13,9 @@ from symvault.store.multipart import MultipartLimits, MultipartReceiver
 
 __all__ = ["get_options", "upload_chunks"]
 
+#: Bytes of multipart headers and gzip overhead allowed per chunk beyond its data.
+_FRAMING_SLACK = 64 * 1024
+
 #: What this server accepts, for clients older than sentry-cli 3.1 that check.
 _ACCEPT = ["debug_files", "pdbs", "portablepdbs", "sources", "bcsymbolmaps", "il2cpp", "proguard"]
 
@@ -45,17 +48,20 @@ async def upload_chunks(request: Request) -> Response:
     principal = await authenticate(request)
     services.accounts.authorize_organization(principal, request.path_params["org"], WRITE_SCOPES)
     upload = services.config.upload
+    # The request size limit applies to the chunks' data, as in Sentry: sentry-cli fills
+    # requests up to it with uncompressed data, and gzip and multipart framing may add a
+    # little on the wire. The body itself gets that much slack on top.
+    max_body = upload.max_request_size + upload.chunks_per_request * _FRAMING_SLACK
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > upload.max_request_size:
-        raise ChunkRejected(
-            f"Request is larger than the maximum request size of {upload.max_request_size} bytes"
-        )
+    if length is not None and length.isdigit() and int(length) > max_body:
+        raise ChunkRejected(f"Request is larger than the maximum request size of {max_body} bytes")
     receiver = MultipartReceiver(
         request.headers.get("content-type"),
         MultipartLimits(
-            max_body=upload.max_request_size,
+            max_body=max_body,
             max_parts=upload.chunks_per_request,
             max_part_size=upload.chunk_size,
+            max_total=upload.max_request_size,
         ),
         services.storage.staging_dir(),
         fields=CHUNK_FIELDS,

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,10 +14,10 @@ from symvault.api.responses import JsonResponse
 from symvault.app import Services
 from symvault.errors import BadRequest, Forbidden, UnprocessableEntity
 from symvault.model.sources import FilesystemSourceConfig, SourceConfig, StoreSourceConfig
-from symvault.model.symbolication import SymbolicateRequest
+from symvault.model.symbolication import RequestError, SymbolicateRequest, parse_request
 from symvault.store.accounts import READ_SCOPES
 
-__all__ = ["describe_validation_error", "poll_request", "symbolicate"]
+__all__ = ["poll_request", "symbolicate"]
 
 
 def _timeout(request: Request) -> float | None:
@@ -32,20 +31,11 @@ def _timeout(request: Request) -> float | None:
     return float(raw)
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line per problem, each naming the field (`stacktraces.0.frames.2.addr_mode`)."""
-    problems = []
-    for item in error.errors()[:10]:
-        location = ".".join(str(part) for part in item["loc"]) or "body"
-        problems.append(f"{location}: {item['msg']}")
-    return "; ".join(problems)
-
-
-def parse_request(body: Any) -> SymbolicateRequest:
+def _parse(body: Any) -> SymbolicateRequest:
     try:
-        return SymbolicateRequest.model_validate(body)
-    except ValidationError as exc:
-        raise UnprocessableEntity(describe_validation_error(exc)) from exc
+        return parse_request(body)
+    except RequestError as exc:
+        raise UnprocessableEntity(str(exc)) from exc
 
 
 async def _authorize_sources(
@@ -78,10 +68,7 @@ async def symbolicate(request: Request) -> Response:
     timeout = _timeout(request)
     scope = request.query_params.get("scope") or "global"
     body = await read_json(request, services.config.server.max_json_body)
-    if isinstance(body, dict) and len(str(body.get("stacktraces", ""))) > 64 * 1024:
-        parsed = await run_blocking(parse_request, body)
-    else:
-        parsed = parse_request(body)
+    parsed = _parse(body)
     from_request = parsed.sources is not None
     sources = parsed.sources if parsed.sources is not None else services.config.sources
     await _authorize_sources(request, services, sources, from_request)

@@ -8,13 +8,15 @@ enforcement point 2: placeholders exist for derived caches only); when the
 conversion fails, a failed-conversion placeholder (rule 5).
 
 A lookup across several sources walks them in order and stops at the first
-preferred result; otherwise the first fallback result wins (ties go to the
-earlier source). Per-source entries mean that a new upload to the store, or a
-file appearing on one server, only refreshes that source's entry.
+preferred result; otherwise the best fallback result wins (a symbol table
+over anything else; ties go to the earlier source). Per-source entries mean
+that a new upload to the store, or a file appearing on one server, only
+refreshes that source's entry.
 
 Fallback entries are refreshed in the background when their mtime is more
-than `TOUCH_EVERY` old (rule 3, enforcement point 5); entries written by an
-older format (ours or symbolic's) are served and recomputed meanwhile.
+than `TOUCH_EVERY` old (rule 3, enforcement point 5), and so are entries in an
+older format of symbolic's; entries in an older format of ours are served and
+recomputed meanwhile. A refresh that fails keeps the entry it was to replace.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Protocol
 
 from symvault.caches.object_meta import ObjectInfo, ObjectMetas
 from symvault.caches.objects import ObjectFiles, source_directory
-from symvault.caches.search import Candidate, Purpose, search_source
+from symvault.caches.search import Candidate, Purpose, quality, search_source
 from symvault.caching.cacher import Cacher, CacheVersions, Clock, Computed
 from symvault.caching.entries import CacheEntry, EntryStatus
 from symvault.caching.keys import GLOBAL_SCOPE, CacheKey
@@ -106,13 +108,12 @@ _FAILURE_ORDER = (
 def file_types_for_purpose(
     purpose: Purpose, config: SourceConfig, object_id: ObjectId
 ) -> tuple[FileType, ...]:
+    if purpose is Purpose.SOURCES:
+        return (FileType.SOURCE_BUNDLE,)
     # Entries of sources that find files by id do not depend on the module's type,
     # so every native file type is looked for there.
     object_type = ObjectType.UNKNOWN if _by_id(config) else object_id.object_type
-    native = file_types_for(object_type)
-    if purpose is Purpose.SOURCES:
-        return (FileType.SOURCE_BUNDLE, *native)
-    return native
+    return file_types_for(object_type)
 
 
 def _by_id(config: SourceConfig) -> bool:
@@ -201,13 +202,18 @@ class DerivedCache:
             candidates.extend(result.candidates)
             if result.ok and not result.fallback:
                 return _with_candidates(result, candidates)
-            if result.ok:
-                fallback = fallback or result
-            else:
+            if not result.ok:
                 failures.append(result)
+            elif fallback is None or self._quality(result) > self._quality(fallback):
+                # Among fallbacks a symbol table beats anything else; ties go to the earlier.
+                fallback = result
         if fallback is not None:
             return _with_candidates(fallback, candidates)
         return _missing(failures, candidates)
+
+    def _quality(self, result: DerivedResult) -> int:
+        features = result.object_info.features if result.object_info else frozenset()
+        return quality(features, self.conversion.purpose)
 
     def fetch_from(
         self,
@@ -250,10 +256,12 @@ class DerivedCache:
         return _result(entry, config.id)
 
     def _needs_refresh(self, entry: CacheEntry) -> bool:
-        if self.conversion.is_outdated(entry):
-            return True
-        # Rule 3: look for a better file at most once per TOUCH_EVERY.
-        return bool(entry.info.get("fallback")) and self._clock() - entry.mtime > TOUCH_EVERY
+        # Rule 3: look for a better file at most once per TOUCH_EVERY (the mtime records
+        # the attempt). Rebuilds of outdated formats keep the same pace: a failed attempt
+        # leaves the entry as it was and must not be repeated on every lookup.
+        if self._clock() - entry.mtime <= TOUCH_EVERY:
+            return False
+        return self.conversion.is_outdated(entry) or bool(entry.info.get("fallback"))
 
     def _compute(
         self,

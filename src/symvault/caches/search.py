@@ -19,9 +19,9 @@ from symvault.caches.object_meta import ObjectInfo, ObjectMeta, ObjectMetas
 from symvault.caches.objects import FetchedObject, ObjectFiles
 from symvault.caching.entries import EntryStatus
 from symvault.model.objects import FileType, ObjectId
-from symvault.sources.base import DownloadStatus, RemoteFile, Source
+from symvault.sources.base import CandidatesUnavailable, DownloadStatus, RemoteFile, Source
 
-__all__ = ["Candidate", "FoundObject", "Purpose", "SearchResult", "search_source"]
+__all__ = ["Candidate", "FoundObject", "Purpose", "SearchResult", "quality", "search_source"]
 
 
 class Purpose(StrEnum):
@@ -118,7 +118,14 @@ def search_source(
     """Finds the best candidate file of `source` for the module."""
     result = SearchResult(found=None)
     best: tuple[int, RemoteFile, ObjectInfo, Path | None] | None = None
-    for remote in source.candidates(object_id, file_types):
+    try:
+        remotes = source.candidates(object_id, file_types)
+    except CandidatesUnavailable as exc:
+        result.candidates.append(
+            Candidate(source.config.id, exc.location, exc.outcome.status, exc.outcome.details)
+        )
+        return result
+    for remote in remotes:
         meta = metas.peek(source.config, remote, scope)
         fetched: FetchedObject | None = None
         if meta is None:

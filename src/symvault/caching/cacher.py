@@ -100,7 +100,9 @@ class Cacher:
 
     def path_for(self, key: CacheKey, version: int | None = None) -> Path:
         # Plain string formatting: this runs on every lookup, and pathlib joins are slow.
-        return Path(f"{self._kind_prefix}/v{version or self.versions.current}/{key.relative_path}")
+        if version is None:
+            version = self.versions.current
+        return Path(f"{self._kind_prefix}/v{version}/{key.relative_path}")
 
     # Lookups
 
@@ -123,7 +125,7 @@ class Cacher:
         if entry is not None:
             self._metrics.cache_hits.labels(self.name).inc()
             if refresh_if is not None and entry.ok and refresh_if(entry):
-                self.refresh_in_background(key, compute)
+                self.refresh_in_background(key, compute, keep_good=True)
             return entry
         for version in self.versions.fallbacks:
             old = self._load(key, version)
@@ -138,8 +140,14 @@ class Cacher:
         """Computes the entry again, even if a usable one exists (shared with concurrent asks)."""
         return self._compute_once(key, compute, force=True)
 
-    def refresh_in_background(self, key: CacheKey, compute: ComputeFn) -> None:
-        """Recomputes the entry on the background pool, at most once at a time per key."""
+    def refresh_in_background(
+        self, key: CacheKey, compute: ComputeFn, *, keep_good: bool = False
+    ) -> None:
+        """Recomputes the entry on the background pool, at most once at a time per key.
+
+        With `keep_good`, a recomputation that fails leaves a good entry in place: a
+        failed upgrade attempt must not turn a usable entry into a placeholder.
+        """
         with self._lock:
             if key in self._refreshing:
                 return
@@ -147,7 +155,7 @@ class Cacher:
 
         def run() -> None:
             try:
-                self._compute_once(key, compute, force=True)
+                self._compute_once(key, compute, force=True, keep_good=keep_good)
             except Exception:
                 logger.exception("cache.refresh_failed kind=%s key=%s", self.name, key)
             finally:
@@ -213,7 +221,9 @@ class Cacher:
 
     # Computing
 
-    def _compute_once(self, key: CacheKey, compute: ComputeFn, force: bool) -> CacheEntry:
+    def _compute_once(
+        self, key: CacheKey, compute: ComputeFn, force: bool, keep_good: bool = False
+    ) -> CacheEntry:
         with self._lock:
             future = self._inflight.get(key)
             owner = future is None
@@ -223,7 +233,7 @@ class Cacher:
         if not owner:
             return future.result()
         try:
-            entry = self._compute_locked(key, compute, force)
+            entry = self._compute_locked(key, compute, force, keep_good)
         except BaseException as exc:
             future.set_exception(exc)
             raise
@@ -234,16 +244,18 @@ class Cacher:
             with self._lock:
                 self._inflight.pop(key, None)
 
-    def _compute_locked(self, key: CacheKey, compute: ComputeFn, force: bool) -> CacheEntry:
+    def _compute_locked(
+        self, key: CacheKey, compute: ComputeFn, force: bool, keep_good: bool
+    ) -> CacheEntry:
         with self._key_lock(key):
             if not force:
                 # Another process may have computed it while this one waited for the lock.
                 existing = self._load(key, self.versions.current)
                 if existing is not None:
                     return existing
-            return self._compute(key, compute)
+            return self._compute(key, compute, keep_good)
 
-    def _compute(self, key: CacheKey, compute: ComputeFn) -> CacheEntry:
+    def _compute(self, key: CacheKey, compute: ComputeFn, keep_good: bool = False) -> CacheEntry:
         tmp = self._tmp / f"{self.name}-{os.getpid()}-{uuid.uuid4().hex}"
         target = self.path_for(key)
         try:
@@ -255,6 +267,10 @@ class Cacher:
                 raise
             if computed.status is not EntryStatus.OK:
                 self._metrics.cache_errors.labels(self.name).inc()
+                existing = self._load(key, self.versions.current) if keep_good else None
+                if existing is not None and existing.ok:
+                    # Its mtime (touched when the refresh was decided) records the attempt.
+                    return existing
                 if not self._store_negative:
                     now = self._clock()
                     return CacheEntry(

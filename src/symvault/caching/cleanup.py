@@ -31,7 +31,14 @@ from symvault.caching.entries import read_trailer
 from symvault.caching.rules import ExpiryRules
 from symvault.metrics import Metrics
 
-__all__ = ["CleanupReport", "KindPolicy", "SpaceBudget", "run_cleanup"]
+__all__ = [
+    "CleanupReport",
+    "KindPolicy",
+    "KindReport",
+    "SpaceBudget",
+    "bytes_to_free",
+    "run_cleanup",
+]
 
 _STALE_TMP = 3600.0
 _STALE_LOCK = 86400.0
@@ -96,16 +103,31 @@ class _Survivor:
     kind: str = field(compare=False)
 
 
-def _files(directory: Path) -> Iterator[os.DirEntry[str]]:
+def _files(path: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Files at or below `path` with their status; files that vanish meanwhile are skipped.
+
+    Lookups rename temporary files away and replace entries, other cleanups and
+    operators remove files: any file listed may be gone by the time it is looked at.
+    """
     try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    yield from _files(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    yield entry
+        entries = os.scandir(path)
     except FileNotFoundError:
         return
+    except NotADirectoryError:
+        # A stray file where a directory belongs (say, beside the version directories).
+        with contextlib.suppress(FileNotFoundError):
+            yield path, path.stat(follow_symlinks=False)
+        return
+    with entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _files(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                yield Path(entry.path), stat
 
 
 def _remove(path: Path, dry_run: bool) -> None:
@@ -114,8 +136,7 @@ def _remove(path: Path, dry_run: bool) -> None:
             path.unlink()
 
 
-def _expired(policy: KindPolicy, entry: os.DirEntry[str], now: float) -> bool:
-    stat = entry.stat(follow_symlinks=False)
+def _expired(policy: KindPolicy, path: Path, stat: os.stat_result, now: float) -> bool:
     age = now - stat.st_mtime
     rules = policy.rules
     if policy.raw:
@@ -125,7 +146,7 @@ def _expired(policy: KindPolicy, entry: os.DirEntry[str], now: float) -> bool:
     if age > rules.longest:
         return True
     try:
-        status, _detail, _info, _stat = read_trailer(Path(entry.path))
+        status, _detail, _info, _stat = read_trailer(path)
     except FileNotFoundError:
         return False
     except ValueError:
@@ -154,15 +175,14 @@ def run_cleanup(
             continue
         for version_dir in sorted(kind_dir.iterdir()):
             unknown_version = version_dir.name not in known
-            for entry in _files(version_dir):
-                size = entry.stat(follow_symlinks=False).st_size
-                if unknown_version or _expired(policy, entry, now):
-                    _remove(Path(entry.path), dry_run)
+            for path, stat in _files(version_dir):
+                size = stat.st_size
+                if unknown_version or _expired(policy, path, stat, now):
+                    _remove(path, dry_run)
                     kind_report.expired += 1
                     kind_report.expired_bytes += size
                 else:
-                    mtime = entry.stat(follow_symlinks=False).st_mtime
-                    kept.append(_Survivor(mtime, size, Path(entry.path), policy.name))
+                    kept.append(_Survivor(stat.st_mtime, size, path, policy.name))
                     kind_report.entries += 1
                     kind_report.bytes += size
             if unknown_version and not dry_run:
@@ -178,15 +198,15 @@ def run_cleanup(
 
 def _remove_stale(root: Path, now: float, dry_run: bool) -> int:
     removed = 0
-    for entry in _files(root / "tmp"):
-        if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_TMP:
-            _remove(Path(entry.path), dry_run)
+    for path, stat in _files(root / "tmp"):
+        if now - stat.st_mtime > _STALE_TMP:
+            _remove(path, dry_run)
             removed += 1
-    for entry in _files(root / "locks"):
-        if now - entry.stat(follow_symlinks=False).st_mtime <= _STALE_LOCK:
+    for path, stat in _files(root / "locks"):
+        if now - stat.st_mtime <= _STALE_LOCK:
             continue
-        path = Path(entry.path)
-        with contextlib.suppress(OSError), path.open("ab") as handle:
+        # Opened for reading: a lock file removed meanwhile must not be created again.
+        with contextlib.suppress(OSError), path.open("rb") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -194,6 +214,16 @@ def _remove_stale(root: Path, now: float, dry_run: bool) -> int:
             _remove(path, dry_run)
             removed += 1
     return removed
+
+
+def bytes_to_free(budget: SpaceBudget, total: int, free: int) -> int:
+    """How much eviction must remove from a cache of `total` bytes on a disk with `free`."""
+    excess = 0
+    if budget.max_size is not None:
+        excess = max(excess, total - budget.max_size)
+    if budget.min_free_space is not None:
+        excess = max(excess, budget.min_free_space - free)
+    return excess
 
 
 def _enforce_budget(
@@ -207,12 +237,8 @@ def _enforce_budget(
     total = sum(kind.bytes for kind in report.kinds.values())
     free = shutil.disk_usage(root).free if root.exists() else 0
     if dry_run:
-        free += report.removed_bytes
-    excess = 0
-    if budget.max_size is not None:
-        excess = max(excess, total - budget.max_size)
-    if budget.min_free_space is not None:
-        excess = max(excess, budget.min_free_space - free)
+        free += report.removed_bytes  # what expiry would have freed by now
+    excess = bytes_to_free(budget, total, free)
     if excess <= 0:
         return
     # Downloaded (raw) files go first; derived caches only if that is not enough.

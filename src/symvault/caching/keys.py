@@ -9,13 +9,14 @@ from dataclasses import dataclass
 __all__ = ["GLOBAL_SCOPE", "CacheKey", "scope_directory"]
 
 GLOBAL_SCOPE = "global"
-_SIMPLE_SCOPE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+# Matched with `fullmatch`: `$` would also accept a trailing newline.
+_SIMPLE_SCOPE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 
 
 def scope_directory(scope: str) -> str:
     """The directory name of a scope: the scope itself if simple, else a hash of it."""
-    if _SIMPLE_SCOPE.match(scope):
+    if _SIMPLE_SCOPE.fullmatch(scope):
         return scope
     return "h-" + hashlib.sha256(scope.encode()).hexdigest()[:32]
 
@@ -31,7 +32,7 @@ class CacheKey:
         if not self.segments:
             raise ValueError("a cache key needs at least one segment")
         for segment in self.segments:
-            if not _SEGMENT.match(segment):
+            if not _SEGMENT.fullmatch(segment):
                 raise ValueError(f"unsafe cache key segment {segment!r}")
 
     @property

@@ -1,16 +1,27 @@
 """The `/symbolicate` request as Symbolicator accepts it.
 
-Validation errors name the offending field (`stacktraces.0.frames.3.addr_mode`).
+`parse_request` validates a decoded JSON body; a `RequestError` names the
+offending fields (`stacktraces.0.frames.3.addr_mode: ...`).
 Unknown fields are ignored at every level, as Symbolicator does. Addresses
 (`HexValue`) are JSON numbers or strings: `"0x..."` is hexadecimal, any other
-string decimal.
+string decimal. Other numbers and booleans must have their JSON type (`"11"` is
+no signal, `"yes"` no boolean), as Symbolicator's deserializer requires.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+)
 
 from symvault.model.sources import SourceConfig
 
@@ -20,12 +31,15 @@ __all__ = [
     "RawFrame",
     "RawModule",
     "RawStacktrace",
+    "RequestError",
     "RequestOptions",
     "SymbolicateRequest",
     "parse_hex",
+    "parse_request",
 ]
 
 _U64 = 1 << 64
+_ADDRESS = re.compile(r"0[xX](?P<hex>[0-9a-fA-F]+)|(?P<decimal>\+?[0-9]+)")
 
 #: Languages symbolic knows; other values are refused, as Symbolicator does.
 Language = Literal["unknown", "c", "cpp", "d", "go", "objc", "objcpp", "rust", "swift", "csharp"]
@@ -43,20 +57,26 @@ def parse_hex(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected an address (a number or a hex string)")
     if isinstance(value, int):
+        if not -(_U64 >> 1) <= value < _U64:  # JSON numbers outside i64/u64 are refused
+            raise ValueError(f"address out of range: {value}")
         return value % _U64  # negative numbers wrap, as Symbolicator's u64 casts do
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = int(text[2:], 16) if text[:2].lower() == "0x" else int(text, 10)
-        except ValueError:
-            raise ValueError(f"invalid address {value[:40]!r}") from None
-        if not 0 <= number < _U64:
+        # ASCII digits only: no whitespace, `_` separators or other scripts' digits.
+        match = _ADDRESS.fullmatch(value)
+        if match is None:
+            raise ValueError(f"invalid address {value[:40]!r}")
+        hexadecimal = match.group("hex")
+        number = int(hexadecimal, 16) if hexadecimal else int(match.group("decimal"), 10)
+        if number >= _U64:
             raise ValueError(f"address out of range: {value[:40]!r}")
         return number
     raise ValueError("expected an address (a number or a hex string)")
 
 
 HexValue = Annotated[int, BeforeValidator(parse_hex)]
+U32 = Annotated[int, Strict(), Field(ge=0, lt=1 << 32)]
+U64 = Annotated[int, Strict(), Field(ge=0, lt=_U64)]
+Flag = Annotated[bool, Strict()]
 
 
 class _Model(BaseModel):
@@ -67,7 +87,7 @@ class RawFrame(_Model):
     platform: str | None = None
     addr_mode: str = "abs"
     instruction_addr: HexValue
-    adjust_instruction_addr: bool | None = None
+    adjust_instruction_addr: Flag | None = None
     function_id: HexValue | None = None
     package: str | None = None
     lang: Language | None = None
@@ -76,7 +96,7 @@ class RawFrame(_Model):
     function: str | None = None
     filename: str | None = None
     abs_path: str | None = None
-    lineno: int | None = Field(default=None, ge=0)
+    lineno: U32 | None = None
     pre_context: tuple[str, ...] = ()
     context_line: str | None = None
     post_context: tuple[str, ...] = ()
@@ -89,7 +109,7 @@ class RawFrame(_Model):
         if value == "abs":
             return value
         kind, _, index = value.partition(":")
-        if kind != "rel" or not index.isdigit():
+        if kind != "rel" or not (index.isascii() and index.isdigit()):
             raise ValueError("invalid address mode: use 'abs' or 'rel:<module index>'")
         return f"rel:{int(index)}"
 
@@ -100,9 +120,9 @@ class RawFrame(_Model):
 
 
 class RawStacktrace(_Model):
-    thread_id: int | None = None
+    thread_id: U64 | None = None
     thread_name: str | None = None
-    is_requesting: bool | None = None
+    is_requesting: Flag | None = None
     registers: dict[str, HexValue] = Field(default_factory=dict)
     frames: tuple[RawFrame, ...] = Field(max_length=MAX_FRAMES)
 
@@ -116,17 +136,19 @@ class RawModule(_Model):
     debug_checksum: str | None = None
     image_addr: HexValue = 0
     image_size: HexValue | None = None
+    """Symbolicator takes a JSON number only; a hex string (as its old docs showed) is
+    accepted here too."""
 
 
 class RequestOptions(_Model):
-    dif_candidates: bool = False
-    apply_source_context: bool = True
+    dif_candidates: Flag = False
+    apply_source_context: Flag = True
     frame_order: Literal["callee_first", "caller_first"] = "callee_first"
 
 
 class SymbolicateRequest(_Model):
     platform: str | None = None
-    signal: int | None = Field(default=None, ge=0)
+    signal: U32 | None = None
     sources: tuple[SourceConfig, ...] | None = None
     """None: the configured sources; an empty list: no sources."""
     stacktraces: tuple[RawStacktrace, ...] = ()
@@ -136,3 +158,19 @@ class SymbolicateRequest(_Model):
     @property
     def frame_count(self) -> int:
         return sum(len(stacktrace.frames) for stacktrace in self.stacktraces)
+
+
+class RequestError(ValueError):
+    """The request does not match the schema; the message names the fields."""
+
+
+def parse_request(body: Any) -> SymbolicateRequest:
+    """Validates a decoded `/symbolicate` body; raises `RequestError`."""
+    try:
+        return SymbolicateRequest.model_validate(body)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
+            for item in exc.errors()[:10]
+        ]
+        raise RequestError("; ".join(problems)) from exc

@@ -13,6 +13,7 @@ from symvault.model.objects import FileType, ObjectId
 from symvault.model.sources import SourceConfig
 
 __all__ = [
+    "CandidatesUnavailable",
     "DownloadOutcome",
     "DownloadStatus",
     "RemoteFile",
@@ -42,6 +43,15 @@ class DownloadOutcome:
         return self.status is DownloadStatus.OK
 
 
+class CandidatesUnavailable(Exception):
+    """A source could not say which files it has (its listing API failed)."""
+
+    def __init__(self, location: str, outcome: DownloadOutcome) -> None:
+        super().__init__(outcome.details)
+        self.location = location
+        self.outcome = outcome
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One place where a source may hold a file for a module."""
@@ -63,8 +73,8 @@ class Source(Protocol):
     def candidates(self, object_id: ObjectId, file_types: Sequence[FileType]) -> list[RemoteFile]:
         """Where this source may hold files of `file_types` for the module, most likely first.
 
-        May contact the source (a Sentry source asks its API); raises nothing: a
-        source that cannot be asked yields no candidates.
+        May contact the source (a Sentry source asks its API); raises
+        `CandidatesUnavailable` if that fails.
         """
 
     def download(self, remote: RemoteFile, destination: Path) -> DownloadOutcome:

@@ -11,6 +11,7 @@ bomb costs at most that much disk and a few buffers of memory. Multi-file zips
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +27,9 @@ import zstandard
 __all__ = ["UnpackError", "detect_compression", "unpack"]
 
 _BLOCK = 1024 * 1024
+# zlib streams with a 32 KiB window at the four compression levels encoders write; other
+# header bytes that pass zlib's check are more likely text starting with "x".
+_ZLIB_HEADERS = frozenset({b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"})
 
 
 class UnpackError(Exception):
@@ -42,7 +46,7 @@ def detect_compression(head: bytes) -> str | None:
         return "cab"
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+    if head[:2] in _ZLIB_HEADERS:
         return "zlib"
     return None
 
@@ -61,6 +65,8 @@ def unpack(path: Path, max_size: int) -> Path:
         return _unzip_single(path, max_size)
     if kind == "cab":
         return _uncab(path, max_size)
+    if kind == "zstd" and not _zstd_complete(path):
+        raise UnpackError("damaged compressed data: the zstd stream ends early")
     openers: dict[str, Callable[[IO[bytes]], _Stream]] = {
         "gzip": lambda raw: gzip.GzipFile(fileobj=raw),
         "zstd": lambda raw: zstandard.ZstdDecompressor().stream_reader(raw),
@@ -125,6 +131,55 @@ class _ZlibReader:
             self._pending = self._inflater.decompress(data, size)
         chunk, self._pending = self._pending[:size], self._pending[size:]
         return chunk
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_SKIPPABLE = 0x184D2A50
+_ZSTD_DICT_ID_SIZES = (0, 1, 2, 4)
+_ZSTD_CONTENT_SIZE_SIZES = (0, 2, 4, 8)
+
+
+def _zstd_complete(path: Path) -> bool:
+    """True if every zstd frame in the file is whole.
+
+    zstandard's streaming reader ends quietly where a cut-short download ends, so
+    frame and block headers are walked (not decompressed) to find the true end.
+    """
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        position = 0
+        while 0 <= position < size:
+            position = _zstd_frame_end(handle, position)
+        return position == size
+
+
+def _zstd_frame_end(handle: IO[bytes], start: int) -> int:
+    """Where the frame at `start` ends (RFC 8878), or -1 if it is not a frame."""
+    handle.seek(start)
+    header = handle.read(8)
+    if len(header) < 5:
+        return -1
+    magic = int.from_bytes(header[:4], "little")
+    if magic & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+        return start + 8 + int.from_bytes(header[4:8], "little") if len(header) == 8 else -1
+    if magic != _ZSTD_MAGIC:
+        return -1
+    descriptor = header[4]
+    single_segment = bool(descriptor & 0x20)
+    content_size = _ZSTD_CONTENT_SIZE_SIZES[descriptor >> 6] or int(single_segment)
+    position = start + 5 + (not single_segment) + _ZSTD_DICT_ID_SIZES[descriptor & 3]
+    position += content_size
+    last = False
+    while not last:
+        handle.seek(position)
+        block = handle.read(3)
+        if len(block) < 3:
+            return -1
+        value = int.from_bytes(block, "little")
+        last = bool(value & 1)
+        rle = (value >> 1) & 3 == 1
+        position += 3 + (1 if rle else value >> 3)
+    return position + (4 if descriptor & 0x04 else 0)
 
 
 def _unzip_single(path: Path, max_size: int) -> Path:

@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 _MAX_REDIRECTS = 5
 _BLOCK = 256 * 1024
+#: Headers that only the host they were configured for may see (as browsers and
+#: Symbolicator's HTTP client do): a redirect elsewhere, such as Sentry's to a
+#: signed storage URL, must not carry a source's token along.
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 @dataclass(frozen=True)
@@ -190,8 +194,11 @@ class HttpClient:
             client = self._client if verify else self._insecure
             try:
                 response = client.send(request, stream=True)
-            except httpx.TimeoutException as exc:
+            except httpx.ConnectTimeout as exc:
                 raise _Failure(_error(f"timed out connecting to {request.url.host}"), True) from exc
+            except httpx.TimeoutException as exc:
+                message = f"timed out waiting for {request.url.host} to answer"
+                raise _Failure(_error(message), True) from exc
             except httpx.HTTPError as exc:
                 raise _Failure(_error(f"cannot reach {request.url.host}: {exc}"), True) from exc
             try:
@@ -199,7 +206,14 @@ class HttpClient:
                     location = response.headers.get("location")
                     if not location:
                         raise _Failure(_error("redirect without a Location header"), False)
-                    current = urljoin(current, location)
+                    target = urljoin(current, location)
+                    if _origin(target) != _origin(current):
+                        headers = {
+                            name: value
+                            for name, value in headers.items()
+                            if name.lower() not in _CREDENTIALS
+                        }
+                    current = target
                     continue
                 return self._read(response, destination, deadline, max_size)
             finally:
@@ -285,6 +299,12 @@ class _NullWriter:
 
     def write(self, data: bytes) -> int:
         return len(data)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    default = 443 if parsed.scheme == "https" else 80
+    return parsed.scheme, parsed.host, parsed.port or default
 
 
 def _error(details: str) -> DownloadOutcome:

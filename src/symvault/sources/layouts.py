@@ -122,11 +122,9 @@ def _breakpad_path(object_id: ObjectId) -> str | None:
     identifier = breakpad_id(object_id.debug_id)
     if identifier is None:
         return None
-    stem = name
-    for suffix in (".exe", ".dll", ".pdb"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    # Breakpad's symbol supplier replaces a `.pdb` extension and keeps any other
+    # (`crash.exe` -> `crash.exe.sym`), and so does Symbolicator.
+    stem = name.removesuffix(".pdb")
     return f"{name}/{identifier}/{stem}.sym"
 
 

@@ -15,7 +15,12 @@ from urllib.parse import urlencode
 from symvault.logs import log_event
 from symvault.model.objects import FileType, ObjectId, file_type_of
 from symvault.model.sources import SentrySourceConfig
-from symvault.sources.base import DownloadOutcome, RemoteFile
+from symvault.sources.base import (
+    CandidatesUnavailable,
+    DownloadOutcome,
+    DownloadStatus,
+    RemoteFile,
+)
 from symvault.sources.http_client import HttpClient
 
 __all__ = ["SentrySource"]
@@ -45,7 +50,8 @@ class SentrySource:
             params["code_id"] = object_id.code_id
         if not params:
             return []
-        response = self._client.fetch(self._url(**params), headers=self._headers)
+        listing_url = self._url(**params, per_page="100")
+        response = self._client.fetch(listing_url, headers=self._headers)
         if response.status != "ok":
             log_event(
                 logger,
@@ -55,13 +61,20 @@ class SentrySource:
                 status=response.status.value,
                 details=response.details,
             )
-            return []
+            if response.status is DownloadStatus.NOT_FOUND:
+                return []
+            raise CandidatesUnavailable(
+                listing_url, DownloadOutcome(response.status, response.details)
+            )
         try:
             listing = json.loads(response.body)
         except ValueError:
-            return []
+            listing = None
         if not isinstance(listing, list):
-            return []
+            raise CandidatesUnavailable(
+                listing_url,
+                DownloadOutcome(DownloadStatus.ERROR, "the listing is not a JSON list"),
+            )
         found = []
         wanted = set(file_types)
         for item in listing:

@@ -89,6 +89,32 @@ class AssembleResult:
 TaskKey = tuple[int, str]
 
 
+class _KnownChunks:
+    """Which chunks of a request the organization owns and the server still has.
+
+    Loaded once per request, for all its files; a file whose contents are already
+    stored does not need its chunks, only proof of ownership.
+    """
+
+    def __init__(
+        self,
+        chunks: ChunkStore,
+        debug_files: DebugFiles,
+        organization_id: int,
+        requests: Sequence[AssembleRequest],
+    ) -> None:
+        every_chunk = {chunk for request in requests for chunk in request.chunks}
+        self._owned = chunks.owned(organization_id, every_chunk)
+        self._available = chunks.available(every_chunk)
+        self._stored = debug_files.stored_checksums([request.checksum for request in requests])
+
+    def missing(self, request: AssembleRequest) -> list[str]:
+        missing = [chunk for chunk in request.chunks if chunk not in self._owned]
+        if not missing and request.checksum not in self._stored:
+            missing = [chunk for chunk in request.chunks if chunk not in self._available]
+        return list(dict.fromkeys(missing))
+
+
 class Assembler:
     """Answers assemble requests and runs assembly jobs on a bounded thread pool."""
 
@@ -151,58 +177,81 @@ class Assembler:
     def assemble(
         self, project_id: int, organization_id: int, requests: Sequence[AssembleRequest]
     ) -> dict[str, AssembleResult]:
-        """Answers one assemble request, starting jobs for files ready to be assembled."""
-        return {
-            request.checksum: self._assemble_one(project_id, organization_id, request)
-            for request in requests
-        }
+        """Answers one assemble request, starting jobs for files ready to be assembled.
 
-    def _assemble_one(
-        self, project_id: int, organization_id: int, request: AssembleRequest
-    ) -> AssembleResult:
-        existing = self._debug_files.find_by_checksum(project_id, request.checksum)
-        if existing is not None:
-            return AssembleResult(AssembleState.OK, debug_file=existing)
+        What the answers depend on is read with a few queries for the whole request
+        (sentry-cli sends every file of an upload in one), and new tasks are created in
+        one transaction.
+        """
+        checksums = [request.checksum for request in requests]
+        records = self._debug_files.newest_by_checksum(project_id, checksums)
+        tasks = self._load_tasks(project_id, checksums)
+        known = _KnownChunks(self._chunks, self._debug_files, organization_id, requests)
+        results: dict[str, AssembleResult] = {}
+        ready: list[AssembleRequest] = []
+        for request in requests:
+            record = records.get(request.checksum)
+            if record is not None:
+                results[request.checksum] = AssembleResult(AssembleState.OK, debug_file=record)
+                continue
+            task = tasks.get(request.checksum)
+            if task is not None:
+                answer = self._answer_from_task((project_id, request.checksum), task)
+                if answer is not None:
+                    results[request.checksum] = answer
+                    continue
+            if not request.chunks:
+                results[request.checksum] = AssembleResult(AssembleState.NOT_FOUND)
+                continue
+            missing = known.missing(request)
+            if missing:
+                results[request.checksum] = AssembleResult(
+                    AssembleState.NOT_FOUND, missing_chunks=missing
+                )
+                continue
+            ready.append(request)
+        results.update(self._create_tasks(project_id, ready))
+        return {checksum: results[checksum] for checksum in checksums}
 
-        key: TaskKey = (project_id, request.checksum)
-        task = self._load_task(key)
-        if task is not None:
-            answer = self._answer_from_task(key, task)
-            if answer is not None:
-                return answer
-
-        if not request.chunks:
-            return AssembleResult(AssembleState.NOT_FOUND)
-        missing = self._missing_chunks(organization_id, request)
-        if missing:
-            return AssembleResult(AssembleState.NOT_FOUND, missing_chunks=missing)
-
+    def _create_tasks(
+        self, project_id: int, requests: Sequence[AssembleRequest]
+    ) -> dict[str, AssembleResult]:
+        if not requests:
+            return {}
         now = self._clock()
+        created: list[TaskKey] = []
         with self._db.write() as session:
-            inserted = insert_ignore(
-                session,
-                AssembleTask,
-                [
-                    {
-                        "project_id": project_id,
-                        "checksum": request.checksum,
-                        "name": request.name,
-                        "debug_id": request.debug_id,
-                        "chunks": json.dumps(list(request.chunks)),
-                        "state": AssembleState.CREATED.value,
-                        "lease_until": now + self._config.assemble_lease,
-                        "updated_at": now,
-                    }
-                ],
-                ["project_id", "checksum"],
-            )
-        if inserted:
+            for request in requests:
+                inserted = insert_ignore(
+                    session,
+                    AssembleTask,
+                    [
+                        {
+                            "project_id": project_id,
+                            "checksum": request.checksum,
+                            "name": request.name,
+                            "debug_id": request.debug_id,
+                            "chunks": json.dumps(list(request.chunks)),
+                            "state": AssembleState.CREATED.value,
+                            "lease_until": now + self._config.assemble_lease,
+                            "updated_at": now,
+                        }
+                    ],
+                    ["project_id", "checksum"],
+                )
+                if inserted:
+                    created.append((project_id, request.checksum))
+        for key in created:
             self._submit(key)
-            return AssembleResult(AssembleState.ASSEMBLING)
-        task = self._load_task(key)
-        if task is None:
-            return AssembleResult(AssembleState.NOT_FOUND)
-        return self._answer_from_task(key, task) or AssembleResult(AssembleState.ASSEMBLING)
+        results = {key[1]: AssembleResult(AssembleState.ASSEMBLING) for key in created}
+        # Files another upload created meanwhile: answer from their task.
+        others = [request.checksum for request in requests if request.checksum not in results]
+        for checksum, task in self._load_tasks(project_id, others).items():
+            answer = self._answer_from_task((project_id, checksum), task)
+            results[checksum] = answer or AssembleResult(AssembleState.ASSEMBLING)
+        for checksum in others:
+            results.setdefault(checksum, AssembleResult(AssembleState.NOT_FOUND))
+        return results
 
     def _answer_from_task(self, key: TaskKey, task: AssembleTask) -> AssembleResult | None:
         """The answer a persisted task gives, or None if it no longer counts."""
@@ -227,19 +276,27 @@ class Assembler:
         # `created` in its first answer as final and would never report the outcome.
         return AssembleResult(AssembleState.ASSEMBLING)
 
-    def _missing_chunks(self, organization_id: int, request: AssembleRequest) -> list[str]:
-        owned = self._chunks.owned(organization_id, request.chunks)
-        missing = [checksum for checksum in request.chunks if checksum not in owned]
-        if not missing and self._debug_files.find_stored(request.checksum) is None:
-            available = self._chunks.available(request.chunks)
-            missing = [checksum for checksum in request.chunks if checksum not in available]
-        return list(dict.fromkeys(missing))
-
     # Task rows
 
     def _load_task(self, key: TaskKey) -> AssembleTask | None:
         with self._db.read() as session:
             return session.get(AssembleTask, key)
+
+    def _load_tasks(self, project_id: int, checksums: Sequence[str]) -> dict[str, AssembleTask]:
+        found: dict[str, AssembleTask] = {}
+        with self._db.read() as session:
+            for start in range(0, len(checksums), 500):
+                batch = list(checksums[start : start + 500])
+                found.update(
+                    (task.checksum, task)
+                    for task in session.scalars(
+                        select(AssembleTask).where(
+                            AssembleTask.project_id == project_id,
+                            AssembleTask.checksum.in_(batch),
+                        )
+                    )
+                )
+        return found
 
     def _forget_task(self, key: TaskKey, state: str | None = None) -> None:
         condition = (AssembleTask.project_id == key[0]) & (AssembleTask.checksum == key[1])

@@ -75,6 +75,35 @@ class DebugFiles:
             ).first()
         return _record_of(row) if row else None
 
+    def newest_by_checksum(self, project_id: int, checksums: Sequence[str]) -> dict[str, DebugFile]:
+        """The newest record of each of these checksums that the project has."""
+        found: dict[str, DebugFile] = {}
+        with self._db.read() as session:
+            for start in range(0, len(checksums), 500):
+                batch = list(checksums[start : start + 500])
+                rows = session.execute(
+                    _select_records()
+                    .where(DebugFileRow.project_id == project_id, DebugFileRow.checksum.in_(batch))
+                    .order_by(DebugFileRow.id.desc())
+                ).all()
+                for row in rows:
+                    record = _record_of(row)
+                    found.setdefault(record.checksum, record)
+        return found
+
+    def stored_checksums(self, checksums: Sequence[str]) -> set[str]:
+        """Which of these checksums have contents in storage, from any project."""
+        found: set[str] = set()
+        with self._db.read() as session:
+            for start in range(0, len(checksums), 500):
+                batch = list(checksums[start : start + 500])
+                found.update(
+                    session.scalars(
+                        select(StoredFile.checksum).where(StoredFile.checksum.in_(batch))
+                    )
+                )
+        return found
+
     def missing_checksums(self, project_id: int, checksums: Iterable[str]) -> list[str]:
         """The checksums among `checksums` of which the project has no file."""
         wanted = {c.lower() for c in checksums}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import time
 from io import BufferedIOBase
 from pathlib import Path
 
@@ -59,3 +61,13 @@ class FilesystemStorage:
 
     def staging_dir(self) -> Path:
         return self._tmp
+
+    def sweep_staging(self, older_than: float) -> int:
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self._tmp.iterdir():
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed

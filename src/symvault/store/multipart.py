@@ -38,6 +38,24 @@ class MultipartLimits:
     """Most file parts of interest."""
     max_part_size: int
     """Largest file part after inflation."""
+    max_total: int | None = None
+    """Largest sum of all file parts after inflation."""
+
+
+class _Total:
+    """Inflated bytes of all parts of a body, against `max_total`."""
+
+    def __init__(self, limit: int | None, error: type[ClientError]) -> None:
+        self._limit = limit
+        self._error = error
+        self._bytes = 0
+
+    def add(self, count: int) -> None:
+        self._bytes += count
+        if self._limit is not None and self._bytes > self._limit:
+            raise self._error(
+                f"Request is larger than the maximum request size of {self._limit} bytes"
+            )
 
 
 @dataclass(frozen=True)
@@ -60,9 +78,11 @@ class _PartWriter:
         limits: MultipartLimits,
         directory: Path,
         error: type[ClientError],
+        total: _Total,
     ) -> None:
         self.field = field
         self.filename = filename
+        self._total = total
         self._limit = limits.max_part_size
         self._error = error
         self._hash = hashlib.sha1(usedforsecurity=False)
@@ -103,6 +123,7 @@ class _PartWriter:
         self._size += len(data)
         if self._size > self._limit:
             raise self._error(f"{self.label} is larger than the limit of {self._limit} bytes")
+        self._total.add(len(data))
         self._hash.update(data)
         self._file.write(data)
 
@@ -147,6 +168,7 @@ class MultipartReceiver:
         self._fields = frozenset(fields) | frozenset(gzip_fields)
         self._gzip_fields = frozenset(gzip_fields)
         self._received = 0
+        self._total = _Total(limits.max_total, error)
         self._ended = False
         self._headers: dict[str, str] = {}
         self._header_field = b""
@@ -235,6 +257,7 @@ class MultipartReceiver:
             self._limits,
             self._staging,
             self._error,
+            self._total,
         )
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:

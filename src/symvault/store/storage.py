@@ -41,3 +41,7 @@ class Storage(Protocol):
 
     def staging_dir(self) -> Path:
         """A directory for temporary files that `put_file` can consume cheaply."""
+
+    def sweep_staging(self, older_than: float) -> int:
+        """Removes temporary files older than `older_than` seconds (left by crashed
+        processes); returns how many."""

@@ -4,10 +4,14 @@ Names are written as Symbolicator writes them: with parameters, without return
 types (`shapes::accumulate_areas<long>(shapes::Shape const* const*, int)`),
 Rust without the hash suffix, Objective-C unchanged. A name that is not mangled,
 or that fails to demangle, gives None and the raw symbol is used instead.
+
+One difference is left: MSVC parameter types keep a space before `*` and `&`
+(`operator!=(GURL const &, GURL const &)`, where symbolic writes `GURL const&`).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 
@@ -18,6 +22,25 @@ __all__ = ["Demangler"]
 #: Languages whose names are never mangled.
 _PLAIN_LANGUAGES = frozenset({"c", "d", "go", "csharp"})
 _MAX_SYMBOL = 4096
+#: A hash some toolchains append to C++ names, which symbolic strips before demangling.
+_CPP_HASH_SUFFIX = re.compile(r"\$[0-9a-fA-F]{32}$")
+#: Itanium closures spelled as cpp_demangle (symbolic) spells them: `{lambda(int)#1}`.
+_ITANIUM_STYLE = demangle_lib.style("llvm", itanium={"gnu_closure_spelling": True})
+#: MSVC names as symbolic's msvc-demangler flags spell them: the name, parameters and
+#: `this` qualifiers; no return type, access specifier, `static`/`virtual`, calling
+#: convention or `class`/`struct` keywords.
+_MSVC_STYLE = demangle_lib.style(
+    "llvm",
+    msvc={
+        "return_type": False,
+        "variable_type": False,
+        "access_specifier": False,
+        "member_type": False,
+        "calling_convention": False,
+        "ms_keywords": False,
+        "tag_kind": False,
+    },
+)
 
 
 class Demangler:
@@ -47,7 +70,11 @@ def _demangle(symbol: str) -> str | None:
     if symbol.startswith(("-[", "+[")):
         return symbol  # Objective-C names are already readable
     try:
-        signature = demangle_lib.signature(symbol)
+        if symbol.startswith(("?", "@?")):
+            # MSVC: the signature's qualifiers would mix `public`/`static` into `const`.
+            readable: str = demangle_lib.demangle_strict(symbol, language="msvc", style=_MSVC_STYLE)
+            return readable
+        signature = demangle_lib.signature(_CPP_HASH_SUFFIX.sub("", symbol), style=_ITANIUM_STYLE)
     except (demangle_lib.DemanglingError, RecursionError):
         return None
     name: str = signature.qualified_name

@@ -98,9 +98,11 @@ class MozillaSymbolicator:
     def symbolicate(
         self, jobs: list[dict[str, Any]], sources: Sequence[SourceConfig]
     ) -> dict[str, Any]:
-        found: dict[Module, bool] = {}
         results = []
         for job in jobs:
+            # Per job, as Eliot reports it: a module another job looked up is still
+            # `null` (never looked for) here.
+            found: dict[Module, bool] = {}
             memory_map: list[Module] = [
                 (str(name), str(debug_id)) for name, debug_id in job["memoryMap"]
             ]

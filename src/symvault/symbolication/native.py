@@ -207,8 +207,15 @@ def symbolicated_frames(
     if module.raw.code_file is not None:
         head["package"] = module.raw.code_file
     frames = [{**head, **renderer.render(location)} for location in locations]
-    outermost = frames[-1]
-    outermost["sym_addr"] = hex(_exposed(module, locations[-1].sym_addr))
+    # Only the outermost function has a symbol address; it follows `symbol`, as in
+    # Symbolicator's field order.
+    sym_addr = hex(_exposed(module, locations[-1].sym_addr))
+    outermost: dict[str, Any] = {}
+    for key, value in frames[-1].items():
+        outermost[key] = value
+        if key == "symbol":
+            outermost["sym_addr"] = sym_addr
+    frames[-1] = outermost
     for output in frames:
         if "abs_path" not in output:
             # The debug file names no file: keep what the client sent.
@@ -256,13 +263,17 @@ def failed_frame(
 
 
 def _fix_names(frame: RawFrame, demangler: Demangler) -> tuple[str | None, str | None]:
-    """With only one of function and symbol given, demangle it into `function`."""
+    """With only one of function and symbol given, demangle it into `function`.
+
+    The mangling is detected from the name alone: Symbolicator ignores the frame's
+    `lang` here.
+    """
     function, symbol = frame.function, frame.symbol
     if (function is None) == (symbol is None):
         return function, symbol
     mangled = function if function is not None else symbol
     assert mangled is not None
-    readable = demangler.demangle(mangled, frame.lang)
+    readable = demangler.demangle(mangled)
     if readable is None:
         return function, symbol
     return readable, (function if function is not None else symbol)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import symbolic
 
 from symvault.errors import UnprocessableEntity
 from symvault.model.sources import SourceConfig
-from symvault.model.symbolication import SymbolicateRequest, parse_hex
+from symvault.model.symbolication import parse_hex, parse_request
 from symvault.symbolication.demangle import Demangler
-from symvault.symbolication.service import Symbolicator
+
+if TYPE_CHECKING:
+    # Only for annotations: importing the service pulls in the caches, sources and
+    # store, which a lookup in one debug file never needs (seconds of start-up).
+    from symvault.symbolication.service import Symbolicator
 
 __all__ = ["lookup_file", "run_request"]
 
@@ -33,6 +37,11 @@ def lookup_file(
         return [
             {"address": address, "error": f"cannot read {path}: {exc}"} for address in addresses
         ]
+    if arch is None and len(objects) > 1:
+        # Guessing would look every address up in the wrong architecture's code.
+        archs = ", ".join(str(obj.arch) for obj in objects)
+        problem = f"the file holds several objects ({archs}): choose one with --arch"
+        return [{"address": address, "error": problem} for address in addresses]
     chosen = next((obj for obj in objects if arch is None or obj.arch == arch), None)
     if chosen is None:
         return [{"address": a, "error": f"no object for arch {arch}"} for a in addresses]
@@ -44,6 +53,9 @@ def lookup_file(
             relative = parse_hex(address) - base
         except ValueError as exc:
             results.append({"address": address, "error": str(exc)})
+            continue
+        if relative < 0:
+            results.append({"address": address, "error": "the address is below --image-addr"})
             continue
         frames = [
             {
@@ -67,8 +79,7 @@ def run_request(
 ) -> dict[str, Any]:
     """Runs a `/symbolicate` request body read from `path`."""
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
-        request = SymbolicateRequest.model_validate(body)
+        request = parse_request(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise UnprocessableEntity(f"{path}: {exc}") from exc
     chosen = request.sources if request.sources is not None else sources

@@ -140,11 +140,12 @@ class Symbolicator:
 
     @staticmethod
     def _thread(raw: RawStacktrace, frame_order: str, table: ModuleTable) -> _Thread:
-        indexes = list(range(len(raw.frames)))
         frames = list(raw.frames)
         if frame_order == "caller_first":
             frames.reverse()
-            indexes.reverse()
+        # `original_index` counts callee first whatever the order, as Symbolicator's
+        # does: with `caller_first`, input frame i of n gets n - 1 - i.
+        indexes = list(range(len(frames)))
         modules = [table.find(frame.instruction_addr, frame.relative_module) for frame in frames]
         for module in modules:
             if module is not None:
@@ -155,7 +156,7 @@ class Symbolicator:
         any_adjustment = any(f.adjust_instruction_addr is not None for f in thread.frames)
         context = ThreadContext(
             signal=request.signal,
-            registers=dict(thread.raw.registers),
+            registers=thread.raw.registers,
             default_adjustment=Adjustment.YES if any_adjustment else Adjustment.AUTO,
         )
         output: list[dict[str, Any]] = []
@@ -311,10 +312,12 @@ class Symbolicator:
         self, module: Module, with_candidates: bool, sources: Sequence[SourceConfig]
     ) -> dict[str, Any]:
         result = module.symcache
-        if not module.referenced and (result is None or not result.ok):
+        if not module.referenced:
+            # Also a module whose frames were all left out: with source context, modules
+            # are judged by the output frames (as in Symbolicator).
             status = "unused"
         elif result is None:
-            status = "unused" if not module.referenced else "other"
+            status = "other"
         else:
             status = _DEBUG_STATUS.get(result.status, "other")
         info = result.object_info if result is not None else None
