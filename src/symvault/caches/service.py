@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +36,14 @@ from symvault.store.storage import Storage
 __all__ = ["Caches", "expiry_rules", "http_limits"]
 
 logger = logging.getLogger(__name__)
+
+_PRECOMPUTE_QUEUE = 1000
+
+
+def _lower_priority() -> None:
+    """Lowers the scheduling priority of the calling thread (Linux threads are tasks)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 def expiry_rules(config: CacheConfig) -> ExpiryRules:
@@ -74,6 +85,12 @@ class Caches:
         self._accounts = accounts
         self._clock = clock
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-bg")
+        # Precomputing after uploads is a head start, not a duty: one thread, at low
+        # scheduling priority, and skipped when a burst of uploads has queued too much.
+        self._precomputing = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="precompute", initializer=_lower_priority
+        )
+        self._precompute_queue = threading.BoundedSemaphore(_PRECOMPUTE_QUEUE)
         started_at = clock()
         downloaded = expiry_rules(config.caches.downloaded)
         derived = expiry_rules(config.caches.derived)
@@ -125,10 +142,19 @@ class Caches:
 
     def precompute(self, record: DebugFile) -> None:
         """Builds the store's symcache and CFI cache of a newly uploaded file in the background."""
+        if not self._precompute_queue.acquire(blocking=False):
+            log_event(logger, "cache.precompute_skipped", debug_id=record.debug_id)
+            return
         try:
-            self._background.submit(self._precompute, record)
+            self._precomputing.submit(self._precompute_queued, record)
         except RuntimeError:
-            return  # shutting down
+            self._precompute_queue.release()  # shutting down
+
+    def _precompute_queued(self, record: DebugFile) -> None:
+        try:
+            self._precompute(record)
+        finally:
+            self._precompute_queue.release()
 
     def _precompute(self, record: DebugFile) -> None:
         project = self._accounts.project_by_id(record.project_id)
@@ -171,5 +197,6 @@ class Caches:
         )
 
     def close(self) -> None:
+        self._precomputing.shutdown(wait=False, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
         self.sources.close()
