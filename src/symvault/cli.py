@@ -214,9 +214,10 @@ def _symbolicate(args: argparse.Namespace) -> int:
         print("symvault: give at least one address to look up", file=sys.stderr)
         return 2
     results = lookup_file(args.debug_file, args.addresses, args.image_addr, args.arch)
+    status = 0 if all("error" not in result for result in results) else 1
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
+        return status
     for result in results:
         print(result["address"])
         if "error" in result:
@@ -225,7 +226,7 @@ def _symbolicate(args: argparse.Namespace) -> int:
             location = frame.get("abs_path") or "??"
             line = frame.get("lineno", 0)
             print(f"  {frame['function']}  {location}:{line}")
-    return 0 if all("error" not in result for result in results) else 1
+    return status
 
 
 def _symbolicate_request(config: Config, path: Path) -> int:

@@ -22,7 +22,9 @@ __all__ = [
     "FIXTURE_ROOT",
     "crash_frame",
     "expected_function",
+    "id_placeholders",
     "module_of",
+    "native_debug_path",
     "normalize",
     "probe_frames",
     "probes_of",
@@ -109,6 +111,13 @@ def expected_function(probe_frame: Mapping[str, Any]) -> str:
     return re.sub(r"::h[0-9a-f]{16}$", "", function)
 
 
+def native_debug_path(fixtures: Mapping[str, Any], program: str) -> str:
+    """Where a symbol server in the native layout keeps an ELF program's debug
+    companion: its build id split as `xx/rest.debug`."""
+    code_id: str = fixtures[program]["code_id"]
+    return f"{code_id[:2]}/{code_id[2:]}.debug"
+
+
 def store_source(organization: str, project: str, source_id: str = "store") -> dict[str, Any]:
     return {
         "type": "store",
@@ -127,22 +136,57 @@ def symbolicate(client: httpx.Client, body: Mapping[str, Any], **params: Any) ->
     return result
 
 
-def normalize(value: Any, replacements: Iterable[tuple[str, str]] = ()) -> Any:
-    """A copy of a response with volatile values replaced, for snapshots:
-    request ids, the fixture directory, and any (text, placeholder) pairs given."""
-    pairs = [(FIXTURE_ROOT, "<fixtures>"), *replacements]
+def normalize(
+    value: Any, fixtures: Mapping[str, Any], replacements: Iterable[tuple[str, str]] = ()
+) -> Any:
+    """A copy of a response with volatile values replaced, for snapshots: the
+    fixtures' debug and code ids (they hash the absolute paths the fixtures were
+    built at), request ids, the fixture directory, and any (text, placeholder)
+    pairs given."""
+    pairs = [*id_placeholders(fixtures), (FIXTURE_ROOT, "<fixtures>"), *replacements]
 
     def visit(item: Any) -> Any:
         if isinstance(item, dict):
-            return {key: visit(inner) for key, inner in item.items()}
+            return {visit(key): visit(inner) for key, inner in item.items()}
         if isinstance(item, list):
             return [visit(inner) for inner in item]
         if isinstance(item, str):
-            if _UUID.match(item):
-                return "<request id>"
             for text, placeholder in pairs:
                 item = item.replace(text, placeholder)
-            return item
+            return "<request id>" if _UUID.match(item) else item
         return item
 
     return visit(copy.deepcopy(value))
+
+
+def id_placeholders(fixtures: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(text, placeholder) pairs for every spelling of the fixtures' ids that
+    responses hold: hyphenated, compact in either case, Breakpad's form (compact
+    upper case with the age appended) and split into a symbol server's
+    `xx/rest` directories. Longest first, so no spelling is cut by a shorter one."""
+    named = [
+        (ident, f"<{name} {field}>", field == "debug_id")
+        for name, artifact in fixtures.items()
+        if isinstance(artifact, dict)
+        for field in ("debug_id", "code_id")
+        if isinstance(ident := artifact.get(field), str)
+    ]
+    # Each id as written first (so a code id equal to a compact debug id keeps its
+    # own name), then its other spellings; the first artifact in the manifest names it.
+    spellings: dict[str, str] = {}
+    for ident, label, _ in named:
+        spellings.setdefault(ident, label)
+    for ident, label, is_debug_id in named:
+        for spelling in _spellings(ident, is_debug_id):
+            spellings.setdefault(spelling, label)
+    return sorted(spellings.items(), key=lambda pair: len(pair[0]), reverse=True)
+
+
+def _spellings(ident: str, is_debug_id: bool) -> set[str]:
+    compact = ident.replace("-", "")
+    forms = {ident, compact, compact.upper()}
+    if is_debug_id:
+        uuid_part, _, age = ident[:36], ident[36:37], ident[37:] or "0"
+        forms.add(uuid_part.replace("-", "").upper() + age.upper())
+    split = {f"{form[:2]}/{form[2:]}" for form in forms}
+    return {form for form in forms | split if len(form) >= 8}

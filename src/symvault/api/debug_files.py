@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -162,7 +164,21 @@ async def missing_debug_files(request: Request) -> Response:
 async def upload_debug_file(request: Request) -> Response:
     """The legacy upload: a multipart `file` holding one debug file or a zip of them."""
     services = services_of(request)
-    project = await _project(request, WRITE_SCOPES, create=True)
+    principal = await authenticate(request)
+    organization, slug = request.path_params["org"], request.path_params["project"]
+    # Refuses other organizations' and projects' tokens before reading the body; a
+    # project that does not exist yet is created once the upload has been checked.
+    with contextlib.suppress(NotFound):
+        await run_blocking(
+            services.accounts.authorize_project, principal, organization, slug, WRITE_SCOPES
+        )
+
+    def project_id() -> int:
+        ref = services.accounts.authorize_project(
+            principal, organization, slug, WRITE_SCOPES, create=True
+        )
+        return ref.id
+
     upload = services.config.upload
     receiver = MultipartReceiver(
         request.headers.get("content-type"),
@@ -182,7 +198,7 @@ async def upload_debug_file(request: Request) -> Response:
         part = parts[0]
         created = await run_blocking(
             services.legacy_uploads.ingest,
-            project.id,
+            project_id,
             part.path,
             part.filename or "upload",
             part.sha1,

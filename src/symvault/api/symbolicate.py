@@ -12,7 +12,7 @@ from starlette.responses import Response
 from symvault.api.common import authenticate, read_json, run_blocking, services_of
 from symvault.api.responses import JsonResponse
 from symvault.app import Services
-from symvault.errors import BadRequest, Forbidden, UnprocessableEntity
+from symvault.errors import BadRequest, Forbidden, NotFound, UnprocessableEntity
 from symvault.model.sources import FilesystemSourceConfig, SourceConfig, StoreSourceConfig
 from symvault.model.symbolication import RequestError, SymbolicateRequest, parse_request
 from symvault.store.accounts import READ_SCOPES
@@ -49,18 +49,23 @@ async def _authorize_sources(
                     f"source {source.id!r}: requests may not name filesystem sources "
                     "(symbolication.allow_filesystem_sources is off)"
                 )
+    # Sources of the configuration are the operator's choice; those of a request need
+    # a token that may read each store they name.
     stores = [source for source in sources if isinstance(source, StoreSourceConfig)]
-    if not stores:
+    if not stores or not from_request:
         return
     principal = await authenticate(request)
     for store in stores:
-        await run_blocking(
-            services.accounts.authorize_project,
-            principal,
-            store.organization,
-            store.project,
-            READ_SCOPES,
-        )
+        try:
+            await run_blocking(
+                services.accounts.authorize_project,
+                principal,
+                store.organization,
+                store.project,
+                READ_SCOPES,
+            )
+        except NotFound:
+            continue  # a project without uploads: its modules are simply missing
 
 
 async def symbolicate(request: Request) -> Response:

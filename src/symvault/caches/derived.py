@@ -350,9 +350,10 @@ def _missing(failures: list[DerivedResult], candidates: list[Candidate]) -> Deri
     for status in _FAILURE_ORDER:
         for failure in failures:
             if failure.status is status:
+                # The placeholder entry is kept: it names the file a failed conversion used.
                 return DerivedResult(
                     status,
-                    None,
+                    failure.entry,
                     failure.source_id,
                     list(candidates),
                     failure.object_info,

@@ -92,7 +92,11 @@ class SourceBundle:
                 with zipfile.ZipFile(self._path) as archive:
                     info = archive.getinfo(member)
                     if info.file_size <= _MAX_SOURCE_FILE:
-                        text = archive.read(member).decode("utf-8", errors="replace").splitlines()
+                        decoded = archive.read(member).decode("utf-8", errors="replace")
+                        # Lines end at "\n" only (a form feed is not a line break here).
+                        text = [line.removesuffix("\r") for line in decoded.split("\n")]
+                        if text and text[-1] == "":
+                            text.pop()
             except (zipfile.BadZipFile, KeyError, OSError):
                 text = None
         self._texts[key] = text

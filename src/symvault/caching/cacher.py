@@ -224,14 +224,21 @@ class Cacher:
     def _compute_once(
         self, key: CacheKey, compute: ComputeFn, force: bool, keep_good: bool = False
     ) -> CacheEntry:
-        with self._lock:
-            future = self._inflight.get(key)
-            owner = future is None
-            if future is None:
-                future = Future()
-                self._inflight[key] = future
-        if not owner:
-            return future.result()
+        while True:
+            with self._lock:
+                future = self._inflight.get(key)
+                owner = future is None
+                if future is None:
+                    future = Future()
+                    self._inflight[key] = future
+            if owner:
+                break
+            if not force:
+                return future.result()
+            # A forced computation must see what changed since the one under way started
+            # (an upload during a lookup): wait for it, then compute again.
+            with contextlib.suppress(Exception):
+                future.result()
         try:
             entry = self._compute_locked(key, compute, force, keep_good)
         except BaseException as exc:

@@ -41,19 +41,23 @@ class LegacyUploads:
         self._on_recorded = on_recorded
 
     def ingest(
-        self, project_id: int, path: Path, name: str, sha1: str, size: int
+        self, project: Callable[[], int], path: Path, name: str, sha1: str, size: int
     ) -> list[DebugFile]:
-        """Records the debug files in the upload; returns the records that are new."""
+        """Records the debug files in the upload; returns the records that are new.
+
+        `project` gives the project's id; it is called only once the upload has been
+        checked, so that a refused upload does not create the project.
+        """
         try:
             metas = detect_file(path, name)
         except DebugFileError as exc:
             if not zipfile.is_zipfile(path):
                 raise BadRequest(str(exc)) from exc
-            return self._ingest_zip(project_id, path)
+            return self._ingest_zip(project, path)
         self._admit(metas, path, size, name)
-        return self._record(project_id, metas, path, sha1, size)
+        return self._record(project(), metas, path, sha1, size)
 
-    def _ingest_zip(self, project_id: int, path: Path) -> list[DebugFile]:
+    def _ingest_zip(self, project: Callable[[], int], path: Path) -> list[DebugFile]:
         # Every member is checked before any is recorded: a refused zip leaves nothing.
         with tempfile.TemporaryDirectory(prefix="zip-accepted-", dir=self._staging) as kept:
             accepted: list[tuple[list[DifMeta], ExtractedMember]] = []
@@ -69,6 +73,7 @@ class LegacyUploads:
             if not accepted:
                 raise BadRequest("The zip file contains no debug information files")
             created: list[DebugFile] = []
+            project_id = project()
             for metas, member in accepted:
                 created.extend(
                     self._record(project_id, metas, member.path, member.sha1, member.size)

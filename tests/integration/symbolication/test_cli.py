@@ -88,11 +88,6 @@ class TestDebugFile:
         ]
         assert entries[3]["frames"][0]["function"] == "crash_leaf_store"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="cli.py returns 0 after printing --json results that hold errors, 1 without "
-        "--json (cli.py is outside this change; reported)",
-    )
     def test_json_output_exit_status(self, fixtures: dict[str, Any]) -> None:
         debug_file = fixture_path(fixtures, "crash_elf_debug")
         assert symvault("--debug-file", debug_file, "0x10").returncode == 1

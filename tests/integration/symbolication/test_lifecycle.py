@@ -16,11 +16,10 @@ import httpx
 import pytest
 
 from tests.support.server import ServerProcess
-from tests.support.stacktraces import crash_frame, module_of
+from tests.support.stacktraces import crash_frame, module_of, native_debug_path
 from tests.support.symbol_server import Reply, SymbolServer
 
 BASE = 0x7F00_0000_0000
-CRASH_DEBUG = "e3/d0ae32a4dae6c6777e7fe80279b4d98e2beecf.debug"
 RETENTION = 2.0
 STALL = 2.5
 
@@ -46,12 +45,17 @@ def client(lifecycle_server: ServerProcess) -> Iterator[httpx.Client]:
         yield http
 
 
+def crash_debug(fixtures: dict[str, Any]) -> str:
+    """Where the native layout keeps crash's debug companion (by its build id)."""
+    return native_debug_path(fixtures, "crash_elf")
+
+
 def slow_request(
     symbol_server: SymbolServer, fixtures: dict[str, Any], prefix: str, stall: float = STALL
 ) -> dict[str, Any]:
     """A request whose only debug file arrives after `stall` seconds."""
     data = Path(fixtures["crash_elf_debug"]["path"]).read_bytes()
-    symbol_server.misbehave(f"{prefix}/{CRASH_DEBUG}", Reply.stall(stall, data))
+    symbol_server.misbehave(f"{prefix}/{crash_debug(fixtures)}", Reply.stall(stall, data))
     return {
         "sources": [{"type": "http", "id": "slow", "url": symbol_server.url_for(prefix + "/")}],
         "modules": [module_of(fixtures, "crash_elf", BASE)],

@@ -16,7 +16,13 @@ import httpx
 import pytest
 
 from tests.support.server import ServerProcess
-from tests.support.stacktraces import crash_frame, module_of, store_source, symbolicate
+from tests.support.stacktraces import (
+    crash_frame,
+    module_of,
+    native_debug_path,
+    store_source,
+    symbolicate,
+)
 
 BASE = 0x7F00_0000_0000
 
@@ -185,7 +191,7 @@ class TestStoreSources:
 def native_layout(fixtures: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory of debug files in the native layout."""
     root = tmp_path_factory.mktemp("symbols")
-    target = root / "e3" / "d0ae32a4dae6c6777e7fe80279b4d98e2beecf.debug"
+    target = root / native_debug_path(fixtures, "crash_elf")
     target.parent.mkdir()
     shutil.copyfile(fixtures["crash_elf_debug"]["path"], target)
     return root

@@ -1,7 +1,8 @@
 """Whole responses of the main cases, as snapshots (`tests/.../__snapshots__`).
 
 Volatile values are replaced before comparing: the fixture directory (absolute
-paths in debug info), request ids, the symbol server's address. Regenerate
+paths in debug info), the fixtures' ids (which depend on those paths), request
+ids, the symbol server's address. Regenerate
 with `uv run pytest tests/integration/symbolication/test_snapshots.py
 --snapshot-update` and review the diff by hand.
 """
@@ -73,7 +74,7 @@ def test_stack_of_each_program(
     program: str,
 ) -> None:
     result = symbolicate(client, stack_request(fixtures, program, formats_project))
-    assert normalize(result) == snapshot
+    assert normalize(result, fixtures) == snapshot
 
 
 def test_source_context(
@@ -92,7 +93,7 @@ def test_source_context(
     body = stack_request(fixtures, "crash_elf", project)
     body["options"] = {}
     body["stacktraces"][0]["frames"] = body["stacktraces"][0]["frames"][:2]
-    assert normalize(symbolicate(client, body)) == snapshot
+    assert normalize(symbolicate(client, body), fixtures) == snapshot
 
 
 def test_statuses_and_candidates(
@@ -132,7 +133,7 @@ def test_statuses_and_candidates(
     }
     with configured_server.client() as client:
         result = symbolicate(client, body)
-    assert normalize(result, [(symbol_server.url, "http://<symbol server>/")]) == snapshot
+    assert normalize(result, fixtures, [(symbol_server.url, "http://<symbol server>/")]) == snapshot
 
 
 def test_relative_addresses_of_a_module_without_image_address(
@@ -163,7 +164,7 @@ def test_relative_addresses_of_a_module_without_image_address(
     }
     with configured_server.client() as client:
         result = symbolicate(client, body)
-    assert normalize(result, [(symbol_server.url, "http://<symbol server>/")]) == snapshot
+    assert normalize(result, fixtures, [(symbol_server.url, "http://<symbol server>/")]) == snapshot
 
 
 def wasm_code_addresses(fixtures: dict[str, Any]) -> list[int]:
@@ -194,4 +195,4 @@ def test_mozilla_response(
     with httpx.Client(base_url=configured_server.url, timeout=60) as client:
         response = client.post("/symbolicate/v5", json=payload)
     assert response.status_code == 200
-    assert normalize(response.json()) == snapshot
+    assert normalize(response.json(), fixtures) == snapshot

@@ -14,15 +14,23 @@ import httpx
 import pytest
 
 from tests.support.server import ServerProcess
-from tests.support.stacktraces import crash_frame, module_of, store_source, symbolicate
+from tests.support.stacktraces import (
+    crash_frame,
+    module_of,
+    native_debug_path,
+    store_source,
+    symbolicate,
+)
 from tests.support.symbol_server import Reply, SymbolServer
 
 BASE = 0x7F00_0000_0000
 OTHER_BASE = 0x7F10_0000_0000
-#: Where the native layout keeps crash's files (by its build id).
-CRASH_CODE = "e3/d0ae32a4dae6c6777e7fe80279b4d98e2beecf"
-CRASH_DEBUG = CRASH_CODE + ".debug"
 NO_FILES = "No object files listed on this source"
+
+
+def crash_debug(fixtures: dict[str, Any]) -> str:
+    """Where the native layout keeps crash's debug companion (by its build id)."""
+    return native_debug_path(fixtures, "crash_elf")
 
 
 def http_source(server: SymbolServer, prefix: str, **extra: Any) -> dict[str, Any]:
@@ -79,9 +87,9 @@ def test_module_and_frame_status(
 ) -> None:
     served, module_status, frame_status, download_status = CASES[case]
     if isinstance(served, str):
-        symbol_server.put(f"{prefix}/{CRASH_DEBUG}", file_of(fixtures, served))
+        symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, served))
     elif isinstance(served, Reply):
-        symbol_server.misbehave(f"{prefix}/{CRASH_DEBUG}", served)
+        symbol_server.misbehave(f"{prefix}/{crash_debug(fixtures)}", served)
     crash = crash_frame(fixtures, "crash_elf", BASE)
     body = {
         "sources": [http_source(symbol_server, prefix)],
@@ -107,7 +115,7 @@ def test_module_and_frame_status(
     assert module["arch"] == ("x86_64" if module_status == "found" else "unknown")
 
     candidates = {candidate["location"]: candidate for candidate in module["candidates"]}
-    debug_url = symbol_server.url_for(f"{prefix}/{CRASH_DEBUG}")
+    debug_url = symbol_server.url_for(f"{prefix}/{crash_debug(fixtures)}")
     assert candidates[debug_url]["source"] == "symbols"
     assert candidates[debug_url]["download"]["status"] == download_status
     # The candidates are exactly the locations asked for, each asked for once.
@@ -125,15 +133,10 @@ def test_module_and_frame_status(
             assert "debug" not in candidate
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="caches/derived.py `_missing` drops the failed entry, so the chosen candidate "
-    "of a failed conversion cannot be marked `debug: malformed` (reported)",
-)
 def test_failed_conversion_marks_its_candidate(
     client: httpx.Client, symbol_server: SymbolServer, fixtures: dict[str, Any], prefix: str
 ) -> None:
-    symbol_server.put(f"{prefix}/{CRASH_DEBUG}", file_of(fixtures, "corrupt_debug"))
+    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "corrupt_debug"))
     body = {
         "sources": [http_source(symbol_server, prefix)],
         "modules": [module_of(fixtures, "crash_elf", BASE)],
@@ -141,14 +144,14 @@ def test_failed_conversion_marks_its_candidate(
         "options": {"dif_candidates": True},
     }
     (module,) = symbolicate(client, body)["modules"]
-    chosen = next(c for c in module["candidates"] if c["location"].endswith(CRASH_DEBUG))
+    chosen = next(c for c in module["candidates"] if c["location"].endswith(crash_debug(fixtures)))
     assert chosen["debug"] == {"status": "malformed"}
 
 
 def test_every_frame_status_in_one_request(
     client: httpx.Client, symbol_server: SymbolServer, fixtures: dict[str, Any], prefix: str
 ) -> None:
-    symbol_server.put(f"{prefix}/{CRASH_DEBUG}", file_of(fixtures, "crash_elf_debug"))
+    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
     body = {
         "sources": [http_source(symbol_server, prefix)],
         "modules": [
@@ -218,7 +221,7 @@ def test_candidates_across_sources(
 ) -> None:
     """A store with no files for the module is listed as such; the HTTP source that has
     the file is used; candidates are sorted by source id, then location."""
-    symbol_server.put(f"{prefix}/{CRASH_DEBUG}", file_of(fixtures, "crash_elf_debug"))
+    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
     body = {
         "sources": [
             store_source("default", "nothing-uploaded", "a-store"),

@@ -37,7 +37,17 @@ def project(make_project: ProjectFactory) -> int:
 
 def ingest(legacy: LegacyUploads, project: int, path: Path, name: str) -> list[Any]:
     data = path.read_bytes()
-    return legacy.ingest(project, path, name, sha1_of(data), len(data))
+    return legacy.ingest(lambda: project, path, name, sha1_of(data), len(data))
+
+
+def refused_without_asking_for_the_project(legacy: LegacyUploads, path: Path, name: str) -> None:
+    """Ingests an upload that must be refused before the project is looked up."""
+    data = path.read_bytes()
+
+    def project() -> int:
+        raise AssertionError("a refused upload asked for its project")
+
+    legacy.ingest(project, path, name, sha1_of(data), len(data))
 
 
 def make_zip(path: Path, members: dict[str, Path]) -> Path:
@@ -100,7 +110,7 @@ def test_zip_without_debug_files(
 ) -> None:
     upload = make_zip(tmp_path / "junk.zip", {"notes.txt": fixture_path(fixtures, "notes")})
     with pytest.raises(BadRequest, match="contains no debug information files"):
-        ingest(legacy, project, upload, "junk.zip")
+        refused_without_asking_for_the_project(legacy, upload, "junk.zip")
 
 
 def test_corrupt_member_is_reported_by_name(
@@ -110,11 +120,13 @@ def test_corrupt_member_is_reported_by_name(
         tmp_path / "bad.zip", {"corrupt.debug": fixture_path(fixtures, "corrupt_debug")}
     )
     with pytest.raises(BadRequest, match=r"^corrupt\.debug: .*corrupted dwarf debug data"):
-        ingest(legacy, project, upload, "bad.zip")
+        refused_without_asking_for_the_project(legacy, upload, "bad.zip")
 
 
 def test_file_that_is_neither_a_debug_file_nor_a_zip(
     fixtures: dict[str, Any], legacy: LegacyUploads, stage_file: StageFile, project: int
 ) -> None:
     with pytest.raises(BadRequest, match="Unsupported debug information file"):
-        ingest(legacy, project, stage_file(fixture_path(fixtures, "garbage")), "garbage.bin")
+        refused_without_asking_for_the_project(
+            legacy, stage_file(fixture_path(fixtures, "garbage")), "garbage.bin"
+        )
