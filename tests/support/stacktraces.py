@@ -140,14 +140,22 @@ def normalize(
     value: Any, fixtures: Mapping[str, Any], replacements: Iterable[tuple[str, str]] = ()
 ) -> Any:
     """A copy of a response with volatile values replaced, for snapshots: the
-    fixtures' debug and code ids (they hash the absolute paths the fixtures were
-    built at), request ids, the fixture directory, and any (text, placeholder)
-    pairs given."""
+    fixtures' debug and code ids and image sizes (they depend on the absolute paths
+    the fixtures were built at), request ids, the fixture directory, and any
+    (text, placeholder) pairs given."""
     pairs = [*id_placeholders(fixtures), (FIXTURE_ROOT, "<fixtures>"), *replacements]
+    # Image sizes, too, move with the length of the paths in the files.
+    sizes: dict[int, str] = {}
+    for name, artifact in fixtures.items():
+        if isinstance(artifact, dict) and isinstance(artifact.get("image_size"), int):
+            sizes.setdefault(artifact["image_size"], f"<{name} image_size>")
 
     def visit(item: Any) -> Any:
         if isinstance(item, dict):
-            return {visit(key): visit(inner) for key, inner in item.items()}
+            return {
+                visit(key): sizes.get(inner, inner) if key == "image_size" else visit(inner)
+                for key, inner in item.items()
+            }
         if isinstance(item, list):
             return [visit(inner) for inner in item]
         if isinstance(item, str):
