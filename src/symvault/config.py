@@ -267,13 +267,15 @@ class SymbolicationConfig(_Section):
     """Symbolication requests."""
 
     request_retention: Duration = timedelta(seconds=90)
-    """How long a finished request's result can be polled."""
+    """How long the result of a finished request that answered `pending` can be polled."""
 
     max_request_duration: Duration = timedelta(minutes=15)
     """A request still running after this long ends with `timeout`."""
 
-    threads: int = Field(default=8, ge=1, le=256)
-    """Requests symbolicated at the same time per server process."""
+    threads: int = Field(default=1, ge=1, le=256)
+    """Threads per server process for the CPU work of `/symbolicate` (look-ups,
+    building responses). Downloads and conversions never hold them. One is fastest:
+    more only contend for Python's interpreter lock; use `server.workers` for cores."""
 
     fetch_threads: int = Field(default=16, ge=1, le=256)
     """Modules fetched in parallel (downloads, conversions) per server process."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -11,10 +11,17 @@ from starlette.requests import Request
 
 from symvault.app import Services
 from symvault.errors import BadRequest, PayloadTooLarge
-from symvault.store.accounts import Principal
+from symvault.store.accounts import Principal, ProjectRef
 from symvault.store.multipart import MultipartReceiver
 
-__all__ = ["authenticate", "feed_body", "read_json", "run_blocking", "services_of"]
+__all__ = [
+    "authenticate",
+    "authorize_project",
+    "feed_body",
+    "read_json",
+    "run_blocking",
+    "services_of",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,7 +42,27 @@ async def run_blocking(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) 
 
 async def authenticate(request: Request) -> Principal:
     accounts = services_of(request).accounts
-    return await run_blocking(accounts.authenticate, request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    # A token seen moments ago is known without a database query or a thread hop.
+    principal = accounts.remembered_principal(header)
+    if principal is not None:
+        return principal
+    return await run_blocking(accounts.authenticate, header)
+
+
+async def authorize_project(
+    request: Request,
+    principal: Principal,
+    organization: str,
+    project: str,
+    scopes: Iterable[str],
+) -> ProjectRef:
+    """`Accounts.authorize_project` (never creating), from memory when it can be."""
+    accounts = services_of(request).accounts
+    ref = accounts.remembered_project(principal, organization, project, scopes)
+    if ref is not None:
+        return ref
+    return await run_blocking(accounts.authorize_project, principal, organization, project, scopes)
 
 
 async def read_json(request: Request, limit: int) -> Any:

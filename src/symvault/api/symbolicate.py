@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from symvault.api.common import authenticate, read_json, run_blocking, services_of
+from symvault.api.common import authenticate, authorize_project, read_json, services_of
 from symvault.api.responses import JsonResponse
 from symvault.app import Services
 from symvault.errors import BadRequest, Forbidden, NotFound, UnprocessableEntity
@@ -57,12 +56,8 @@ async def _authorize_sources(
     principal = await authenticate(request)
     for store in stores:
         try:
-            await run_blocking(
-                services.accounts.authorize_project,
-                principal,
-                store.organization,
-                store.project,
-                READ_SCOPES,
+            await authorize_project(
+                request, principal, store.organization, store.project, READ_SCOPES
             )
         except NotFound:
             continue  # a project without uploads: its modules are simply missing
@@ -82,10 +77,7 @@ async def symbolicate(request: Request) -> Response:
     executor = services.symbolication_executor
 
     async def work() -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            executor, symbolicator.symbolicate, parsed, sources, scope
-        )
+        return await symbolicator.symbolicate_async(parsed, sources, scope, executor)
 
     request_id = services.requests.start(work)
     return JsonResponse(await services.requests.respond(request_id, timeout))

@@ -169,11 +169,7 @@ class DerivedCache:
         self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
     ) -> DerivedResult:
         """The derived cache of the best file across `sources` (computed if needed)."""
-        memo_key = (
-            scope,
-            object_id,
-            tuple((config.id, config.type, config.fingerprint) for config in sources),
-        )
+        memo_key = _memo_key(object_id, sources, scope)
         now = self._clock()
         with self._results_lock:
             memo = self._memo.get(memo_key)
@@ -186,6 +182,17 @@ class DerivedCache:
             if len(self._memo) > 50_000:
                 self._memo.popitem(last=False)
         return result
+
+    def remembered(
+        self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
+    ) -> DerivedResult | None:
+        """What `fetch` would answer from memory alone (no file system), if anything.
+
+        Cheap enough to call on the event loop or before handing work to a thread."""
+        memo_key = _memo_key(object_id, sources, scope)
+        with self._results_lock:
+            memo = self._memo.get(memo_key)
+        return memo[1] if memo is not None and memo[0] > self._clock() else None
 
     def _fetch(
         self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
@@ -333,6 +340,16 @@ def _result(entry: CacheEntry, source_id: str) -> DerivedResult:
     obj = entry.info.get("object")
     object_info = ObjectInfo.from_json(obj) if isinstance(obj, dict) else None
     return DerivedResult(entry.status, entry, source_id, candidates, object_info, entry.detail)
+
+
+def _memo_key(
+    object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
+) -> tuple[object, ...]:
+    return (
+        scope,
+        object_id,
+        tuple((config.id, config.type, config.fingerprint) for config in sources),
+    )
 
 
 def _with_candidates(result: DerivedResult, candidates: list[Candidate]) -> DerivedResult:

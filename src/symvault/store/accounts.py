@@ -97,6 +97,20 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _token_hash_of(authorization: str | None) -> str:
+    """The hash of the token in an `Authorization: Bearer ...` header; raises
+    `Unauthorized` if there is none or it cannot be a token."""
+    if not authorization:
+        raise Unauthorized("Authentication credentials were not provided.")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Use an 'Authorization: Bearer <token>' header.")
+    if not _TOKEN.match(token):
+        raise Unauthorized("Invalid token.")
+    return _hash_token(token)
+
+
 class Accounts:
     """Reads and writes organizations, projects and tokens."""
 
@@ -144,25 +158,27 @@ class Accounts:
 
     def authenticate(self, authorization: str | None) -> Principal:
         """Resolves an `Authorization: Bearer ...` header; raises `Unauthorized`."""
-        if not authorization:
-            raise Unauthorized("Authentication credentials were not provided.")
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("Use an 'Authorization: Bearer <token>' header.")
-        if not _TOKEN.match(token):
-            raise Unauthorized("Invalid token.")
-        principal = self._lookup_token(_hash_token(token))
+        principal = self._lookup_token(_token_hash_of(authorization))
         if principal is None:
             raise Unauthorized("Invalid token.")
         return principal
 
-    def _lookup_token(self, token_hash: str) -> Principal | None:
-        now = time.monotonic()
+    def remembered_principal(self, authorization: str | None) -> Principal | None:
+        """`authenticate` answered from memory alone (no database), if it can be.
+
+        Raises `Unauthorized` for a malformed header; None means "ask `authenticate`"."""
+        return self._remembered_token(_token_hash_of(authorization), time.monotonic())
+
+    def _remembered_token(self, token_hash: str, now: float) -> Principal | None:
         with self._lock:
             cached = self._token_cache.get(token_hash)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        return cached[1] if cached is not None and cached[0] > now else None
+
+    def _lookup_token(self, token_hash: str) -> Principal | None:
+        now = time.monotonic()
+        cached = self._remembered_token(token_hash, now)
+        if cached is not None:
+            return cached
         with self._db.read() as session:
             row = session.execute(
                 select(ApiToken, Organization.slug)
@@ -216,6 +232,19 @@ class Accounts:
         with self._db.write() as session:
             project_id = self._ensure_project(session, principal.organization_id, project)
         return ProjectRef(project_id, project, principal.organization_id, organization)
+
+    def remembered_project(
+        self, principal: Principal, organization: str, project: str, scopes: Iterable[str]
+    ) -> ProjectRef | None:
+        """`authorize_project` (without `create`) answered from memory alone, if it can
+        be: raises what it raises; None means "ask `authorize_project`"."""
+        self.authorize_organization(principal, organization, scopes)
+        parse_slug(project, "project")
+        with self._lock:
+            ref = self._project_cache.get((principal.organization_id, project))
+        if ref is not None and principal.project_id is not None and ref.id != principal.project_id:
+            raise Forbidden("this token is limited to another project")
+        return ref
 
     def find_project_by_slugs(self, organization: str, project: str) -> ProjectRef | None:
         """The project `organization/project`, if both exist."""

@@ -2,14 +2,16 @@
 
 Every request gets an id and runs as a task. The caller waits up to its
 `timeout` (or until done when it gives none); if the result is not ready, it
-gets `pending` and polls `/requests/{id}`. A finished result can be polled
-again for `retention` seconds. A request running longer than `max_duration`
-ends as `timeout`. At most `max_concurrent` requests run at once; more are
-refused (503) until one finishes.
+gets `pending` with the id and polls `/requests/{id}`. The result of a request
+whose id was handed out can be polled for `retention` seconds after it
+finished; one answered at once is forgotten at once (its caller never learnt
+the id, so nobody can ask for it again). A request running longer than
+`max_duration` ends as `timeout`. At most `max_concurrent` requests run at
+once; more are refused (503) until one finishes.
 
-With several server processes (`server.workers`), results and markers of
-running requests are also written to a shared directory, so that a poll
-reaching another process finds them.
+With several server processes (`server.workers`), the results and markers of
+requests whose ids were handed out are also written to a shared directory, so
+that a poll reaching another process finds them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +39,14 @@ logger = logging.getLogger(__name__)
 #: Seconds a client should wait before polling a pending request (Symbolicator's value).
 RETRY_AFTER = 30
 _SHARED_POLL = 0.05
+_IDS_PER_DRAW = 256
 
 
 @dataclass
 class _Request:
     task: asyncio.Task[dict[str, Any]]
-    finished_at: float | None = None
+    handed_out: bool = False
+    """Whether a `pending` answer told a client the id (so it may poll)."""
 
 
 class RequestRegistry:
@@ -61,23 +66,38 @@ class RequestRegistry:
         if shared_dir is not None:
             shared_dir.mkdir(parents=True, exist_ok=True)
         self._requests: dict[str, _Request] = {}
+        # Handed-out requests that finished, oldest first: (monotonic time, id).
+        self._finished: deque[tuple[float, str]] = deque()
         self._running = 0
+        self._random = bytearray()
+
+    def _new_id(self) -> str:
+        # Random bytes are drawn for many ids at once: each draw is a system call, made
+        # on the event loop's thread.
+        if not self._random:
+            self._random = bytearray(os.urandom(16 * _IDS_PER_DRAW))
+        raw = bytes(self._random[-16:])
+        del self._random[-16:]
+        return str(uuid.UUID(bytes=raw, version=4))
 
     @property
     def running(self) -> int:
         return self._running
+
+    @property
+    def kept(self) -> int:
+        """Requests known to this process: running, or finished and pollable."""
+        return len(self._requests)
 
     def start(self, work: Callable[[], Awaitable[dict[str, Any]]]) -> str:
         """Starts a request; raises `ServiceUnavailable` when too many are running."""
         self._expire()
         if self._running >= self._max_concurrent:
             raise ServiceUnavailable("maximum number of concurrent requests reached")
-        request_id = str(uuid.uuid4())
+        request_id = self._new_id()
         self._running += 1
         task = asyncio.create_task(self._run(request_id, work))
         self._requests[request_id] = _Request(task)
-        if self._shared is not None:
-            (self._shared / f"{request_id}.pending").touch()
         return request_id
 
     async def _run(
@@ -92,11 +112,11 @@ class RequestRegistry:
             result = {"status": "failed", "message": str(exc) or exc.__class__.__name__}
         finally:
             self._running -= 1
-            entry = self._requests.get(request_id)
-            if entry is not None:
-                entry.finished_at = time.monotonic()
-        if self._shared is not None:
-            self._publish(request_id, result)
+        entry = self._requests.get(request_id)
+        if entry is not None and entry.handed_out:
+            self._finished.append((time.monotonic(), request_id))
+            if self._shared is not None:
+                self._publish(request_id, result)
         return result
 
     async def respond(self, request_id: str, timeout: float | None) -> dict[str, Any]:
@@ -107,20 +127,43 @@ class RequestRegistry:
             return await self._respond_shared(request_id, timeout)
         try:
             if timeout is None:
-                return await asyncio.shield(entry.task)
-            return await asyncio.wait_for(asyncio.shield(entry.task), timeout)
+                result = await asyncio.shield(entry.task)
+            else:
+                result = await asyncio.wait_for(asyncio.shield(entry.task), timeout)
+        except asyncio.CancelledError:
+            # The caller went away: without its id handed out, forget the request
+            # once it is done.
+            if not entry.handed_out:
+                entry.task.add_done_callback(lambda _: self._forget(request_id))
+            raise
         except TimeoutError:
-            return {"status": "pending", "request_id": request_id, "retry_after": RETRY_AFTER}
+            if not entry.task.done():
+                self._hand_out(request_id, entry)
+                return {"status": "pending", "request_id": request_id, "retry_after": RETRY_AFTER}
+            result = entry.task.result()
+        if not entry.handed_out:
+            # Nobody else knows the id: nothing to keep.
+            self._forget(request_id)
+        return result
+
+    def _forget(self, request_id: str) -> None:
+        entry = self._requests.get(request_id)
+        if entry is not None and not entry.handed_out:
+            del self._requests[request_id]
+
+    def _hand_out(self, request_id: str, entry: _Request) -> None:
+        if entry.handed_out:
+            return
+        entry.handed_out = True
+        if self._shared is not None:
+            with contextlib.suppress(OSError):
+                (self._shared / f"{request_id}.pending").touch()
 
     def _expire(self) -> None:
-        now = time.monotonic()
-        expired = [
-            request_id
-            for request_id, entry in self._requests.items()
-            if entry.finished_at is not None and now - entry.finished_at > self._retention
-        ]
-        for request_id in expired:
-            del self._requests[request_id]
+        limit = time.monotonic() - self._retention
+        while self._finished and self._finished[0][0] < limit:
+            _, request_id = self._finished.popleft()
+            self._requests.pop(request_id, None)
             if self._shared is not None:
                 with contextlib.suppress(OSError):
                     (self._shared / f"{request_id}.json").unlink()

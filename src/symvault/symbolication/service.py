@@ -7,13 +7,22 @@
    add source lines to frames that have a file and a line.
 5. Modules report `debug_status`, `arch`, `features` and, with
    `dif_candidates`, every candidate file and what happened with it.
+
+The work is a generator of steps (`steps`): CPU work between the fetches, and
+the fetches the next step waits for (downloads, conversions, file reads). A
+driver runs the fetches on the fetch pool: `symbolicate` waits for them in the
+calling thread, `symbolicate_async` awaits them, so that the thread doing the
+CPU work is never held by a download. Modules looked up moments ago are
+answered from memory and need no fetch at all.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +50,12 @@ from symvault.symbolication.native import (
 )
 from symvault.symbolication.source_context import apply_context
 
-__all__ = ["Symbolicator"]
+__all__ = ["Steps", "Symbolicator"]
+
+#: Blocking fetches, each to run on the fetch pool before the next step.
+Fetches = list[Callable[[], None]]
+#: The steps of one request: yields the fetches it waits for, returns the response.
+Steps = Generator[Fetches, None, dict[str, Any]]
 
 logger = logging.getLogger(__name__)
 
@@ -114,18 +128,53 @@ class Symbolicator:
     def symbolicate(
         self, request: SymbolicateRequest, sources: Sequence[SourceConfig], scope: str
     ) -> dict[str, Any]:
-        """The `completed` response body of a request."""
+        """The `completed` response body of a request (blocking until it is done)."""
+        steps = self.steps(request, sources, scope)
+        step = _advance(steps)
+        while not isinstance(step, _Done):
+            self._run_fetches(step)
+            step = _advance(steps)
+        return step.response
+
+    async def symbolicate_async(
+        self,
+        request: SymbolicateRequest,
+        sources: Sequence[SourceConfig],
+        scope: str,
+        cpu: Executor,
+    ) -> dict[str, Any]:
+        """`symbolicate`, with the CPU steps on `cpu` and the fetches awaited on the
+        fetch pool."""
+        loop = asyncio.get_running_loop()
+        steps = self.steps(request, sources, scope)
+        step = await loop.run_in_executor(cpu, _advance, steps)
+        while not isinstance(step, _Done):
+            await asyncio.gather(*(loop.run_in_executor(self._pool, fetch) for fetch in step))
+            step = await loop.run_in_executor(cpu, _advance, steps)
+        return step.response
+
+    def steps(
+        self, request: SymbolicateRequest, sources: Sequence[SourceConfig], scope: str
+    ) -> Steps:
+        """The request's work; see the module docstring."""
         table = ModuleTable(request.modules)
         threads = [
             self._thread(raw, request.options.frame_order, table) for raw in request.stacktraces
         ]
         referenced = [module for module in table.modules if module.referenced]
-        self._fetch(referenced, sources, scope, self._symcaches, "symcache")
+        fetches = self._fetches(referenced, sources, scope, self._symcaches, "symcache")
+        if fetches:
+            yield fetches
 
         stacktraces = [self._symbolicate_thread(thread, request) for thread in threads]
 
         if request.options.apply_source_context:
-            self._add_source_context(threads, table, sources, scope)
+            wanted = self._wanting_sources(threads, table)
+            modules = [table.modules[index] for index in wanted]
+            fetches = self._fetches(modules, sources, scope, self._sourcebundles, "sources")
+            if fetches:
+                yield fetches
+            self._add_source_context(modules, wanted)
         return {
             "status": "completed",
             **({"signal": request.signal} if request.signal is not None else {}),
@@ -219,24 +268,31 @@ class Symbolicator:
 
     # Fetching
 
-    def _fetch(
+    def _fetches(
         self,
         modules: list[Module],
         sources: Sequence[SourceConfig],
         scope: str,
         cache: DerivedCache,
         kind: str,
-    ) -> None:
-        if not modules:
+    ) -> Fetches:
+        """Applies what is remembered; returns the fetches of the other modules."""
+        fetches: Fetches = []
+        for module in modules:
+            remembered = cache.remembered(module.object_id, sources, scope)
+            if remembered is None:
+                fetches.append(
+                    functools.partial(self._fetch_one, module, sources, scope, cache, kind)
+                )
+            else:
+                self._apply(module, remembered, kind)
+        return fetches
+
+    def _run_fetches(self, fetches: Fetches) -> None:
+        if len(fetches) == 1:
+            fetches[0]()
             return
-        if len(modules) == 1:
-            self._fetch_one(modules[0], sources, scope, cache, kind)
-            return
-        futures = [
-            self._pool.submit(self._fetch_one, module, sources, scope, cache, kind)
-            for module in modules
-        ]
-        for future in futures:
+        for future in [self._pool.submit(fetch) for fetch in fetches]:
             future.result()
 
     def _fetch_one(
@@ -252,6 +308,9 @@ class Symbolicator:
         except Exception:
             logger.exception("symbolicate.fetch_failed kind=%s module=%s", kind, module.index)
             result = DerivedResult(EntryStatus.ERROR, None, None, detail="internal error")
+        self._apply(module, result, kind)
+
+    def _apply(self, module: Module, result: DerivedResult, kind: str) -> None:
         if kind == "sources":
             module.sources = result
             return
@@ -269,13 +328,11 @@ class Symbolicator:
 
     # Source context
 
-    def _add_source_context(
-        self,
-        threads: list[_Thread],
-        table: ModuleTable,
-        sources: Sequence[SourceConfig],
-        scope: str,
-    ) -> None:
+    @staticmethod
+    def _wanting_sources(
+        threads: list[_Thread], table: ModuleTable
+    ) -> dict[int, list[dict[str, Any]]]:
+        """Output frames with a file and a line, by the index of their module."""
         wanted: dict[int, list[dict[str, Any]]] = {}
         # Modules whose frames were all dropped count as unused again (as in Symbolicator).
         for module in table.modules:
@@ -287,8 +344,11 @@ class Symbolicator:
                 owner.referenced = True
                 if "abs_path" in frame and frame.get("lineno") is not None:
                     wanted.setdefault(owner.index, []).append(frame)
-        modules = [table.modules[index] for index in wanted]
-        self._fetch(modules, sources, scope, self._sourcebundles, "sources")
+        return wanted
+
+    def _add_source_context(
+        self, modules: list[Module], wanted: dict[int, list[dict[str, Any]]]
+    ) -> None:
         for module in modules:
             result = module.sources
             if result is None or not result.ok or result.entry is None:
@@ -406,3 +466,18 @@ def _is_chosen(candidate: Candidate, result: DerivedResult) -> bool:
         return False
     chosen = result.entry.info.get("object")
     return isinstance(chosen, dict) and chosen.get("location") == candidate.location
+
+
+@dataclass
+class _Done:
+    response: dict[str, Any]
+
+
+def _advance(steps: Steps) -> Fetches | _Done:
+    """Runs `steps` to its next fetches, or to its end.
+
+    (A generator's end is a `StopIteration`, which cannot cross a future.)"""
+    try:
+        return next(steps)
+    except StopIteration as end:
+        return _Done(end.value)

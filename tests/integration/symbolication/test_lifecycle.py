@@ -205,3 +205,36 @@ class TestBodyLimit:
             headers={"Content-Type": "application/json"},
         )
         assert response.status_code == 413
+
+
+def test_a_stalled_download_holds_up_no_other_request(
+    tmp_path_factory: pytest.TempPathFactory, symbol_server: SymbolServer, fixtures: dict[str, Any]
+) -> None:
+    """With the default single CPU thread per process, a request waiting for a download
+    leaves that thread free: another request completes meanwhile."""
+    config = {"connect_to_reserved_ips": True}
+    server = ServerProcess(tmp_path_factory.mktemp("one-thread") / "data", config)
+    server.start()
+    try:
+        with server.client() as client:
+            slow = slow_request(symbol_server, fixtures, unique_prefix(), stall=STALL * 2)
+            waiting = assert_pending(client.post("/symbolicate", json=slow, params={"timeout": 0}))
+
+            fast_prefix = unique_prefix()
+            symbol_server.put(
+                f"{fast_prefix}/{crash_debug(fixtures)}",
+                Path(fixtures["crash_elf_debug"]["path"]).read_bytes(),
+            )
+            fast = {
+                **slow,
+                "sources": [
+                    {"type": "http", "id": "fast", "url": symbol_server.url_for(fast_prefix + "/")}
+                ],
+            }
+            started = time.monotonic()
+            assert_completed(client.post("/symbolicate", json=fast))
+            assert time.monotonic() - started < STALL
+
+            assert_completed(client.get(f"/requests/{waiting}"))
+    finally:
+        server.stop()

@@ -156,3 +156,50 @@ def test_valid_slugs(slug: str) -> None:
 def test_invalid_slugs(accounts: Accounts, slug: str) -> None:
     with pytest.raises(BadRequest, match="invalid organization slug"):
         accounts.create_token(slug)
+
+
+class TestRemembered:
+    """The in-memory answers the API gives without a database query."""
+
+    def test_a_token_is_remembered_once_authenticated(self, accounts: Accounts) -> None:
+        token = accounts.create_token("acme", "app")
+        header = f"Bearer {token}"
+        assert accounts.remembered_principal(header) is None
+        principal = accounts.authenticate(header)
+        assert accounts.remembered_principal(header) == principal
+
+    @pytest.mark.parametrize("header", [None, "", "Basic dXNlcjpwYXNz", "Bearer short"])
+    def test_malformed_headers_are_refused_at_once(
+        self, accounts: Accounts, header: str | None
+    ) -> None:
+        with pytest.raises(Unauthorized):
+            accounts.remembered_principal(header)
+
+    def test_unknown_tokens_are_not_remembered(self, accounts: Accounts) -> None:
+        header = "Bearer " + "ab" * 32
+        with pytest.raises(Unauthorized):
+            accounts.authenticate(header)
+        assert accounts.remembered_principal(header) is None
+
+    def test_a_project_is_remembered_once_found(self, accounts: Accounts) -> None:
+        principal = accounts.authenticate(f"Bearer {accounts.create_token('acme')}")
+        accounts.authorize_project(principal, "acme", "app", WRITE_SCOPES, create=True)
+        ref = accounts.authorize_project(principal, "acme", "app", READ_SCOPES)
+        assert accounts.remembered_project(principal, "acme", "app", READ_SCOPES) == ref
+        assert accounts.remembered_project(principal, "acme", "other", READ_SCOPES) is None
+
+    def test_remembered_projects_are_still_checked(self, accounts: Accounts) -> None:
+        app_principal = accounts.authenticate(f"Bearer {accounts.create_token('acme', 'app')}")
+        other = accounts.authenticate(f"Bearer {accounts.create_token('acme', 'other')}")
+        accounts.authorize_project(other, "acme", "other", READ_SCOPES)
+        with pytest.raises(Forbidden, match="limited to another project"):
+            accounts.remembered_project(app_principal, "acme", "other", READ_SCOPES)
+        with pytest.raises(Forbidden, match="does not belong to this organization"):
+            accounts.remembered_project(app_principal, "globex", "app", READ_SCOPES)
+        read_only = accounts.authenticate(
+            f"Bearer {accounts.create_token('acme', scopes=['project:read'])}"
+        )
+        with pytest.raises(Forbidden):
+            accounts.remembered_project(read_only, "acme", "other", WRITE_SCOPES)
+        with pytest.raises(BadRequest):
+            accounts.remembered_project(app_principal, "acme", "Not A Slug!", READ_SCOPES)

@@ -105,6 +105,7 @@ def test_concurrency_limit() -> None:
         assert requests.running == 2
         with pytest.raises(ServiceUnavailable, match="maximum number of concurrent requests"):
             requests.start(after(0))
+        assert (await requests.respond(first, 0))["status"] == "pending"
         await requests.respond(first, None)
         assert requests.running <= 1
         # The slot is free once the work is done, while the result is still kept.
@@ -118,13 +119,46 @@ def test_concurrency_limit() -> None:
 def test_results_expire_after_their_retention() -> None:
     async def test() -> None:
         requests = registry(retention=0.1)
-        request_id = requests.start(after(0))
+        request_id = requests.start(after(0.01))
+        assert (await requests.respond(request_id, 0))["status"] == "pending"
         assert (await requests.respond(request_id, None))["status"] == "completed"
         await asyncio.sleep(0.05)
         assert (await requests.respond(request_id, 0))["status"] == "completed"
         await asyncio.sleep(0.1)
         with pytest.raises(NotFound):
             await requests.respond(request_id, 0)
+        assert requests.kept == 0
+
+    run(test)
+
+
+def test_a_result_answered_at_once_is_not_kept() -> None:
+    """Its caller never learnt the id, so nobody can poll it: nothing is kept."""
+
+    async def test() -> None:
+        requests = registry()
+        request_id = requests.start(after(0.01))
+        assert (await requests.respond(request_id, 5))["status"] == "completed"
+        assert requests.kept == 0
+        with pytest.raises(NotFound):
+            await requests.respond(request_id, 0)
+
+    run(test)
+
+
+def test_a_caller_that_goes_away_leaves_nothing_behind() -> None:
+    async def test() -> None:
+        requests = registry()
+        request_id = requests.start(after(0.1))
+        waiting = asyncio.create_task(requests.respond(request_id, None))
+        await asyncio.sleep(0.02)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert requests.kept == 1  # still running
+        await asyncio.sleep(0.2)
+        assert requests.running == 0
+        assert requests.kept == 0
 
     run(test)
 
@@ -157,6 +191,7 @@ class TestSharedBetweenProcesses:
             here = registry(shared_dir=tmp_path)
             there = registry(shared_dir=tmp_path)
             request_id = here.start(after(0.3))
+            assert (await here.respond(request_id, 0))["status"] == "pending"
             pending = await there.respond(request_id, 0.05)
             assert pending == {
                 "status": "pending",
@@ -166,6 +201,15 @@ class TestSharedBetweenProcesses:
             assert await there.respond(request_id, None) == {"status": "completed", "took": 0.3}
             assert await here.respond(request_id, 0) == {"status": "completed", "took": 0.3}
             assert not (tmp_path / f"{request_id}.pending").exists()
+
+        run(test)
+
+    def test_results_answered_at_once_are_not_shared(self, tmp_path: Path) -> None:
+        async def test() -> None:
+            here = registry(shared_dir=tmp_path)
+            request_id = here.start(after(0.01))
+            assert (await here.respond(request_id, None))["status"] == "completed"
+            assert list(tmp_path.iterdir()) == []
 
         run(test)
 
@@ -182,7 +226,8 @@ class TestSharedBetweenProcesses:
         async def test() -> None:
             here = registry(shared_dir=tmp_path, retention=0.5)
             there = registry(shared_dir=tmp_path, retention=0.5)
-            request_id = here.start(after(0))
+            request_id = here.start(after(0.01))
+            assert (await here.respond(request_id, 0))["status"] == "pending"
             await here.respond(request_id, None)
             result = tmp_path / f"{request_id}.json"
             assert result.exists()
@@ -206,3 +251,18 @@ class TestSharedBetweenProcesses:
         requests.sweep_shared()
         assert not stale.exists()
         assert fresh.exists()
+
+
+def test_request_ids_are_distinct_random_uuids() -> None:
+    async def test() -> None:
+        requests = registry(max_concurrent=1000)
+        ids = [requests.start(after(0)) for _ in range(600)]
+        assert len(set(ids)) == 600
+        for request_id in ids:
+            parsed = uuid.UUID(request_id)
+            assert parsed.version == 4
+            assert str(parsed) == request_id
+        await asyncio.gather(*(requests.respond(request_id, None) for request_id in ids))
+        assert requests.kept == 0
+
+    run(test)
