@@ -99,7 +99,7 @@ class Server:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=server_environment(),
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -147,6 +147,22 @@ class Server:
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=30).text
+
+
+def server_environment() -> dict[str, str]:
+    """The server's environment: this one, unbuffered, with a bytecode cache.
+
+    This machine sets PYTHONDONTWRITEBYTECODE and the project environment holds no .pyc
+    files, so every server process would compile each module it imports, at start-up and
+    on first use of lazily imported modules (demangle's language modules: 0.1-0.2 s on the
+    first symbolication request). Installed services have their bytecode compiled, so the
+    server writes and reads it under the work directory (PYTHONPYCACHEPREFIX), leaving the
+    project environment untouched.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(default_workdir() / "pycache")
+    return env
 
 
 @contextlib.contextmanager
@@ -267,29 +283,78 @@ def wait_for_quiet_machine(limit: float = 0.1, window: float = 2.0) -> float:
 class ForeignLoad:
     """CPU time used on the machine by processes other than this one, its children and `pid`.
 
-    Children count once they have been waited for.
+    Children count once they have been waited for. With `tree`, `pid` stands for itself and
+    all its descendants (a server with several worker processes); without a `pid`, only
+    this process and its children are the benchmark's own.
     """
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int | None = None, *, tree: bool = False) -> None:
         self._pid = pid
+        self._tree = tree
         self.seconds = 0.0
 
     def _own(self) -> float:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return time.process_time() + children.ru_utime + children.ru_stime
 
+    def _server_cpu(self) -> float:
+        if self._pid is None:
+            return 0.0
+        if self._tree:
+            return tree_cpu_seconds(self._pid)
+        with contextlib.suppress(FileNotFoundError):
+            return process_cpu_seconds(self._pid)
+        return 0.0
+
     def __enter__(self) -> ForeignLoad:
         self._machine = machine_busy_seconds()
         self._own_start = self._own()
-        self._server = process_cpu_seconds(self._pid)
+        self._server = self._server_cpu()
         return self
 
     def __exit__(self, *exc: object) -> None:
         machine = machine_busy_seconds() - self._machine
         own = self._own() - self._own_start
-        with contextlib.suppress(FileNotFoundError):
-            own += process_cpu_seconds(self._pid) - self._server
+        server = self._server_cpu()
+        if server:
+            own += server - self._server
         self.seconds = round(max(0.0, machine - own), 2)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (a server and its worker processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found = [pid]
+    for member in found:  # grows while iterating: breadth first
+        found.extend(children.get(member, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its live descendants."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += process_cpu_seconds(member)
+    return total
+
+
+def tree_memory(pid: int) -> dict[int, dict[str, int]]:
+    """`process_memory` of `pid` and each live descendant, by pid."""
+    result = {}
+    for member in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            result[member] = process_memory(member)
+    return result
 
 
 #: How often a run is tried when other processes disturb it.
@@ -686,11 +751,438 @@ def parse_client_log(text: str, launched: float) -> ClientTimeline:
     )
 
 
+# Fixtures
+
+
+def bench_fixtures(workdir: Path | None = None) -> dict[str, Any]:
+    """The fixture manifest, with the large files, built in `<workdir>/fixtures`.
+
+    Built by tests/fixtures/build.py with `--large` (about a minute the first time; a stamp
+    makes later calls return at once). Kept apart from tests/fixtures/build so that test
+    runs going on meanwhile are not disturbed.
+    """
+    out = (workdir or default_workdir()) / "fixtures"
+    subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "fixtures" / "build.py"), str(out), "--large"],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text())
+    return manifest
+
+
+@dataclass(frozen=True)
+class BenchModule:
+    """A module of the symbolication benchmarks: its debug file and where frames point."""
+
+    name: str
+    file: Path
+    """The debug file (what is uploaded, or served by a symbol server)."""
+    file_type: str
+    """Its `FileType` value, which decides its place in a native layout."""
+    object_type: str
+    debug_id: str
+    code_id: str
+    code_file: str
+    debug_file: str
+    image_size: int
+    arch: str
+    addresses: tuple[int, ...]
+    """Return addresses relative to the image (WebAssembly: code offsets), 8 of them."""
+    crash_address: int | None = None
+    """An address inside the leaf function, for a crashing frame 0."""
+
+    @property
+    def relative_only(self) -> bool:
+        """WebAssembly modules have no load address: frames use `rel:N` addresses."""
+        return self.object_type == "wasm"
+
+    def lookup_address(self, address: int, crashing: bool = False) -> int:
+        """The address symbolic is asked for: the call before a return address."""
+        if self.relative_only:
+            return address
+        if self.arch.startswith("arm64"):
+            aligned = address - address % 4
+            return aligned if crashing else aligned - 4
+        return address if crashing else address - 1
+
+    def object_id(self) -> Any:
+        from symvault.model.objects import ObjectId, ObjectType  # noqa: PLC0415
+
+        return ObjectId(
+            debug_id=self.debug_id,
+            code_id=self.code_id,
+            debug_file=self.debug_file,
+            code_file=self.code_file,
+            object_type=ObjectType(self.object_type),
+        )
+
+    def native_path(self) -> str:
+        """Where a symbol server in `native` layout keeps the debug file."""
+        from symvault.model.objects import FileType  # noqa: PLC0415
+        from symvault.model.sources import Layout  # noqa: PLC0415
+        from symvault.sources.layouts import layout_paths  # noqa: PLC0415
+
+        return layout_paths(Layout(type="native"), FileType(self.file_type), self.object_id())[0]
+
+
+FRAMES_PER_MODULE = 8
+
+
+def _cycled(values: Sequence[int], count: int = FRAMES_PER_MODULE) -> tuple[int, ...]:
+    return tuple(values[index % len(values)] for index in range(count))
+
+
+def _probe_addresses(manifest: dict[str, Any], program: str) -> tuple[int, ...]:
+    return _cycled([int(probe["return_address"], 16) for probe in manifest["probes"][program]])
+
+
+def _wasm_addresses(path: Path, size: int) -> tuple[int, ...]:
+    """One address inside each function of a WebAssembly file, from its symcache."""
+    import symbolic  # noqa: PLC0415
+
+    symcache = next(symbolic.Archive.open(str(path)).iter_objects()).make_symcache()
+    found: dict[str, int] = {}
+    for address in range(size):
+        for location in symcache.lookup(address)[-1:]:
+            found.setdefault(location.symbol, address + 1)
+    return _cycled(sorted(found.values()))
+
+
+def _breakpad_copy(manifest: dict[str, Any], directory: Path) -> tuple[Path, str, str]:
+    """crash.sym with other ids, so that it is a module of its own: (path, debug id, code id)."""
+    import uuid  # noqa: PLC0415
+
+    original = manifest["crash_breakpad"]
+    debug_uuid = uuid.UUID(int=uuid.UUID(original["debug_id"]).int ^ 0xB0B0B0B0)
+    debug_id = str(debug_uuid)
+    code_id = debug_uuid.hex + "b0b0b0b0"
+    lines = Path(original["path"]).read_text().splitlines()
+    rewritten = []
+    for line in lines:
+        if line.startswith("MODULE "):
+            parts = line.split(" ")
+            parts[3] = debug_uuid.hex.upper() + "0"
+            rewritten.append(" ".join(parts))
+        elif line.startswith("INFO CODE_ID "):
+            rewritten.append(f"INFO CODE_ID {code_id.upper()}")
+        else:
+            rewritten.append(line)
+    target = directory / "breakpad" / "crash.sym"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(rewritten) + "\n")
+    return target, debug_id, code_id
+
+
+def bench_modules(manifest: dict[str, Any], workdir: Path) -> list[BenchModule]:
+    """The 8 modules of the symbolication benchmarks, one per debug file format.
+
+    ELF (C, C++, Rust), PE/PDB, Mach-O x86_64 and arm64 (dSYM), WebAssembly, and the
+    Breakpad file of the C program rewritten with other ids so that it is a module of its
+    own (its frames are the C program's probes).
+    """
+    breakpad_path, breakpad_debug_id, breakpad_code_id = _breakpad_copy(manifest, workdir)
+    crash = manifest["crash_elf"]
+
+    def native(name: str, program: str, debug_key: str, file_type: str, kind: str) -> BenchModule:
+        code = manifest[program]
+        debug = manifest[debug_key]
+        crash_address = manifest["crash_addresses"].get(program, {}).get("address")
+        return BenchModule(
+            name=name,
+            file=Path(debug["path"]),
+            file_type=file_type,
+            object_type=kind,
+            debug_id=code["debug_id"],
+            code_id=code["code_id"],
+            code_file=f"/opt/app/{code['object_name']}",
+            debug_file=f"/opt/app/{debug['object_name']}",
+            image_size=code["image_size"],
+            arch=code["arch"],
+            addresses=_probe_addresses(manifest, program),
+            crash_address=int(crash_address, 16) if crash_address else None,
+        )
+
+    pe = native("crash_pe", "crash_pe", "crash_pdb", "pdb", "pe")
+    wasm = manifest["crash_wasm"]
+    return [
+        native("crash_elf", "crash_elf", "crash_elf_debug", "elf_debug", "elf"),
+        native("shapes_elf", "shapes_elf", "shapes_elf_debug", "elf_debug", "elf"),
+        native("rust_elf", "rust_elf", "rust_elf_debug", "elf_debug", "elf"),
+        BenchModule(
+            **{
+                **pe.__dict__,
+                "code_file": "C:\\app\\crash.exe",
+                "debug_file": "C:\\app\\crash.pdb",
+            }
+        ),
+        native(
+            "crash_macho_x86_64", "crash_macho_x86_64", "crash_dsym_x86_64", "mach_debug", "macho"
+        ),
+        native("crash_macho_arm64", "crash_macho_arm64", "crash_dsym_arm64", "mach_debug", "macho"),
+        BenchModule(
+            name="crash_wasm",
+            file=Path(wasm["path"]),
+            file_type="wasm_debug",
+            object_type="wasm",
+            debug_id=wasm["debug_id"],
+            code_id=wasm["code_id"],
+            code_file="crash.wasm",
+            debug_file="crash.wasm",
+            image_size=wasm["image_size"],
+            arch=wasm["arch"],
+            addresses=_wasm_addresses(Path(wasm["path"]), wasm["size"]),
+        ),
+        BenchModule(
+            name="crash_breakpad",
+            file=breakpad_path,
+            file_type="breakpad",
+            object_type="elf",
+            debug_id=breakpad_debug_id,
+            code_id=breakpad_code_id,
+            code_file="/opt/app/crash-bp",
+            debug_file="/opt/app/crash-bp",
+            image_size=crash["image_size"],
+            arch=crash["arch"],
+            addresses=_probe_addresses(manifest, "crash_elf"),
+        ),
+    ]
+
+
+def native_layout(modules: Sequence[BenchModule], directory: Path) -> dict[str, str]:
+    """Copies the modules' debug files into `directory` in native layout: {name: path}."""
+    placed = {}
+    for module in modules:
+        relative = module.native_path()
+        target = directory / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(module.file, target)
+        placed[module.name] = relative
+    return placed
+
+
+#: Where each module of a request is loaded (WebAssembly modules have no address).
+IMAGE_BASE = 0x10000000
+
+
+def symbolicate_request(
+    modules: Sequence[BenchModule], sources: list[dict[str, Any]], **options: Any
+) -> dict[str, Any]:
+    """A /symbolicate body: one stack trace, 8 frames per module, frame 0 crashing."""
+    raw_modules = []
+    frames: list[dict[str, Any]] = []
+    for index, module in enumerate(modules):
+        image_addr = 0 if module.relative_only else IMAGE_BASE * (index + 1)
+        raw_modules.append(
+            {
+                "type": module.object_type,
+                "code_id": module.code_id,
+                "code_file": module.code_file,
+                "debug_id": module.debug_id,
+                "debug_file": module.debug_file,
+                "image_addr": hex(image_addr),
+                "image_size": module.image_size,
+            }
+        )
+        addresses = list(module.addresses)
+        if not frames and module.crash_address is not None:
+            addresses[0] = module.crash_address
+        for address in addresses:
+            frame: dict[str, Any] = {"instruction_addr": hex(image_addr + address)}
+            if module.relative_only:
+                frame["addr_mode"] = f"rel:{index}"
+            frames.append(frame)
+    body: dict[str, Any] = {
+        "sources": sources,
+        "modules": raw_modules,
+        "stacktraces": [{"frames": frames}],
+    }
+    if options:
+        body["options"] = options
+    return body
+
+
+def lookup_plan(modules: Sequence[BenchModule]) -> list[tuple[int, list[int]]]:
+    """For each module in request order, the addresses symbolic is asked for."""
+    plan = []
+    for index, module in enumerate(modules):
+        addresses = list(module.addresses)
+        crashing = index == 0 and module.crash_address is not None
+        if crashing:
+            assert module.crash_address is not None
+            addresses[0] = module.crash_address
+        plan.append(
+            (
+                index,
+                [
+                    module.lookup_address(address, crashing and position == 0)
+                    for position, address in enumerate(addresses)
+                ],
+            )
+        )
+    return plan
+
+
+def sentry_cli_upload(server: Server, project: str, *paths: Path) -> None:
+    """Uploads files with the real sentry-cli and waits for their assembly."""
+    result = subprocess.run(
+        sentry_cli_upload_command(server, project, *paths),
+        capture_output=True,
+        text=True,
+        env=sentry_cli_env(),
+        check=False,
+    )
+    if result.returncode != 0 or "ERROR" in result.stdout:
+        raise RuntimeError(f"sentry-cli upload failed:\n{result.stdout}{result.stderr}")
+
+
+# A local symbol server
+
+
+def delayed_symbol_server(
+    root: Path | None, delay: float, synthesize: Callable[[str], bytes | None] | None = None
+) -> Any:
+    """tests/support/symbol_server.py's `SymbolServer` over `root`, answering every request
+    (found or not) after `delay` seconds, as a server across a network would. `synthesize`
+    may make up the body of a path that is not on disk (None: not found)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.support.symbol_server import Reply, SymbolServer  # noqa: PLC0415
+
+    class DelayedSymbolServer(SymbolServer):  # type: ignore[misc]
+        def reply_for(self, path: str) -> Any:
+            if delay:
+                time.sleep(delay)
+            reply = super().reply_for(path)
+            if reply is None and synthesize is not None:
+                data = synthesize(path)
+                return Reply.file(data) if data is not None else None
+            return reply
+
+    server = DelayedSymbolServer(root=root)
+    # The test server writes headers and body separately; without TCP_NODELAY, Nagle's
+    # algorithm and the client's delayed ACK add 40 ms to every small answer.
+    inner = server._server
+    inner.RequestHandlerClass = type(
+        "NoDelayHandler", (inner.RequestHandlerClass,), {"disable_nagle_algorithm": True}
+    )
+    return server
+
+
+# Load generation with wrk
+
+#: Posts one JSON body over and over; prints wrk's figures as JSON when done.
+_WRK_SCRIPT = """
+local body_file = assert(io.open("%(body)s", "rb"))
+wrk.method = "POST"
+wrk.body = body_file:read("*a")
+body_file:close()
+wrk.headers["Content-Type"] = "application/json"
+%(headers)s
+function done(summary, latency, requests)
+  io.write("WRK_JSON ")
+  io.write(string.format(
+    '{"requests": %%d, "duration_us": %%d, "bytes": %%d, "errors_connect": %%d, ' ..
+    '"errors_read": %%d, "errors_write": %%d, "errors_status": %%d, "errors_timeout": %%d, ' ..
+    '"latency_mean_us": %%.1f, "latency_max_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
+    '"p99_us": %%d, "p999_us": %%d}\\n',
+    summary.requests, summary.duration, summary.bytes, summary.errors.connect,
+    summary.errors.read, summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+"""
+
+
+def wrk_command(
+    url: str,
+    body_file: Path,
+    headers: dict[str, str],
+    *,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+    timeout: int = 10,
+) -> list[str]:
+    """The `wrk` command posting `body_file` to `url` (writes its Lua script beside it)."""
+    script = body_file.with_suffix(".lua")
+    header_lines = "\n".join(
+        f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()
+    )
+    script.write_text(_WRK_SCRIPT % {"body": body_file, "headers": header_lines})
+    return [
+        "wrk",
+        f"--threads={threads}",
+        f"--connections={connections}",
+        f"--duration={round(seconds)}s",
+        f"--timeout={timeout}s",
+        f"--script={script}",
+        url,
+    ]
+
+
+def wrk_figures(output: str) -> dict[str, Any]:
+    """The figures the Lua script prints when wrk is done (latencies in µs)."""
+    for line in output.splitlines():
+        if line.startswith("WRK_JSON "):
+            figures: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+            figures["requests_per_s"] = round(
+                figures["requests"] / (figures["duration_us"] / 1e6), 1
+            )
+            return figures
+    raise RuntimeError(f"no figures in wrk's output:\n{output}")
+
+
+def run_wrk(
+    url: str,
+    body_file: Path,
+    headers: dict[str, str],
+    *,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Runs `wrk` posting `body_file` to `url`; returns its figures (latencies in µs)."""
+    command = wrk_command(
+        url, body_file, headers, connections=connections, seconds=seconds, threads=threads
+    )
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return wrk_figures(result.stdout + result.stderr)
+
+
+def worker_histograms(
+    server: Server, route: str, workers: int, name: str = "symvault_http_request_duration_seconds"
+) -> list[tuple[float, float]]:
+    """(count, sum) of a route's request-duration histogram in each server process.
+
+    Every process has its own /metrics; a new connection reaches any of them, so /metrics is
+    asked on new connections until `workers` different answers were seen (each process's
+    figures for `route` stay fixed while no load runs). Needs every process to have answered
+    at least one request of `route`, so that no two processes give the same answer.
+    """
+    seen: set[tuple[float, float]] = set()
+    for _ in range(400):
+        with httpx.Client(timeout=30) as client:
+            text = client.get(f"{server.url}/metrics", headers={"Connection": "close"}).text
+        seen.add(histogram_sums(text, name).get(route, (0.0, 0.0)))
+        if len(seen) == workers:
+            return sorted(seen)
+    raise RuntimeError(f"saw {len(seen)} different /metrics answers, expected {workers}")
+
+
 # Results
 
 
 def median(values: Sequence[float]) -> float:
     return round(float(statistics.median(values)), 3)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The `fraction` quantile (0..1) of `values`, nearest rank."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
 
 
 def machine_info(workdir: Path) -> dict[str, Any]:

@@ -29,6 +29,8 @@ MAGIC = b"SVCACHE\x01"
 _TAIL = struct.Struct(">I")
 _TAIL_SIZE = _TAIL.size + len(MAGIC)
 _MAX_TRAILER = 4 * 1024 * 1024
+#: Bytes read from an entry's end at first: the whole trailer, for most entries.
+_FIRST_READ = 8 * 1024
 
 
 class EntryStatus(StrEnum):
@@ -94,19 +96,30 @@ def write_trailer(
 
 def read_trailer(path: Path) -> tuple[EntryStatus, str | None, dict[str, Any], os.stat_result]:
     """Reads an entry's trailer; raises FileNotFoundError or ValueError (not an entry)."""
-    with path.open("rb") as handle:
-        stat = os.fstat(handle.fileno())
+    # Positioned reads of the file's end: one system call for most trailers.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stat = os.fstat(fd)
         if stat.st_size < _TAIL_SIZE:
             raise ValueError("too short for a cache entry")
-        handle.seek(stat.st_size - _TAIL_SIZE)
-        tail = handle.read(_TAIL_SIZE)
-        if tail[_TAIL.size :] != MAGIC:
+        block = os.pread(
+            fd, min(stat.st_size, _FIRST_READ), stat.st_size - min(stat.st_size, _FIRST_READ)
+        )
+        tail = block[-_TAIL_SIZE:]
+        if len(tail) != _TAIL_SIZE or tail[_TAIL.size :] != MAGIC:
             raise ValueError("no cache entry trailer")
         (length,) = _TAIL.unpack(tail[: _TAIL.size])
         if length > _MAX_TRAILER or length > stat.st_size - _TAIL_SIZE:
             raise ValueError("invalid trailer length")
-        handle.seek(stat.st_size - _TAIL_SIZE - length)
-        document = json.loads(handle.read(length))
+        if length + _TAIL_SIZE <= len(block):
+            encoded = block[len(block) - _TAIL_SIZE - length : len(block) - _TAIL_SIZE]
+        else:
+            encoded = os.pread(fd, length, stat.st_size - _TAIL_SIZE - length)
+        if len(encoded) != length:
+            raise ValueError("truncated cache entry trailer")
+    finally:
+        os.close(fd)
+    document = json.loads(encoded)
     if not isinstance(document, dict):
         raise ValueError("invalid trailer")
     status = EntryStatus(str(document.get("status")))
