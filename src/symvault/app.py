@@ -100,7 +100,10 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         on_recorded,
     )
     symbolicator = Symbolicator(
-        caches.symcaches, caches.sourcebundles, config.symbolication.fetch_threads
+        caches.symcaches,
+        caches.sourcebundles,
+        config.symbolication.fetch_threads,
+        config.symbolication.inline_frames,
     )
     symbolication = config.symbolication
     requests = RequestRegistry(

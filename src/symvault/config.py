@@ -277,6 +277,12 @@ class SymbolicationConfig(_Section):
     building responses). Downloads and conversions never hold them. One is fastest:
     more only contend for Python's interpreter lock; use `server.workers` for cores."""
 
+    inline_frames: int = Field(default=128, ge=0, le=20_000)
+    """Requests with at most this many frames start on the event loop: when their
+    symcaches are in memory (a warm request), that is the whole request, and it costs
+    less than a hand-off to a thread. Their downloads, conversions and file reads still
+    run on threads. 0 sends every request to the threads."""
+
     fetch_threads: int = Field(default=16, ge=1, le=256)
     """Modules fetched in parallel (downloads, conversions) per server process."""
 

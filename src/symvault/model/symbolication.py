@@ -13,12 +13,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     Strict,
+    TypeAdapter,
     ValidationError,
     field_validator,
 )
@@ -61,6 +63,13 @@ def parse_hex(value: Any) -> int:
             raise ValueError(f"address out of range: {value}")
         return value % _U64  # negative numbers wrap, as Symbolicator's u64 casts do
     if isinstance(value, str):
+        # The usual form, without the regular expression: `0x` and at most 16 ASCII
+        # letters or digits, of which `int` takes hex digits only.
+        if 2 < len(value) <= 18 and value[:2] == "0x" and value.isascii() and value[2:].isalnum():
+            try:
+                return int(value[2:], 16)
+            except ValueError:
+                pass  # a letter past f: the message comes from the general case
         # ASCII digits only: no whitespace, `_` separators or other scripts' digits.
         match = _ADDRESS.fullmatch(value)
         if match is None:
@@ -166,11 +175,58 @@ class RequestError(ValueError):
 
 def parse_request(body: Any) -> SymbolicateRequest:
     """Validates a decoded `/symbolicate` body; raises `RequestError`."""
+    problems: list[str] = []
+    sources: tuple[SourceConfig, ...] | None = None
+    if isinstance(body, dict) and isinstance(body.get("sources"), list):
+        # A client sends the same sources with every request: they are validated once.
+        try:
+            sources = _REQUEST_SOURCES.parse(body["sources"])
+        except ValidationError as exc:
+            problems = _problems(exc, "sources")
+        body = {key: value for key, value in body.items() if key != "sources"}
     try:
-        return SymbolicateRequest.model_validate(body)
+        request = SymbolicateRequest.model_validate(body)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
-            for item in exc.errors()[:10]
-        ]
-        raise RequestError("; ".join(problems)) from exc
+        problems += _problems(exc)
+    if problems:
+        raise RequestError("; ".join(problems[:10]))
+    return request if sources is None else request.model_copy(update={"sources": sources})
+
+
+def _problems(exc: ValidationError, prefix: str | None = None) -> list[str]:
+    problems = []
+    for item in exc.errors()[:10]:
+        location = [prefix, *item["loc"]] if prefix is not None else item["loc"]
+        problems.append(f"{'.'.join(str(part) for part in location) or 'body'}: {item['msg']}")
+    return problems
+
+
+class _SourcesMemo:
+    """Validated source lists by their JSON text, a bounded number of them.
+
+    Validated sources keep their fingerprint (part of every cache key), which
+    is then computed once per definition too.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._adapter: TypeAdapter[tuple[SourceConfig, ...]] = TypeAdapter(tuple[SourceConfig, ...])
+        self._known: dict[bytes, tuple[SourceConfig, ...]] = {}
+
+    def parse(self, raw: list[Any]) -> tuple[SourceConfig, ...]:
+        """Raises pydantic's `ValidationError`."""
+        try:
+            key = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # not JSON orjson can write (an integer over 64 bits, say)
+            return self._adapter.validate_python(raw)
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        sources = self._adapter.validate_python(raw)
+        if len(self._known) >= self._capacity:
+            self._known.clear()
+        self._known[key] = sources
+        return sources
+
+
+_REQUEST_SOURCES = _SourcesMemo()

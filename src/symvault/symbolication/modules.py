@@ -9,6 +9,7 @@ the N-th module of the request.
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from symvault.model.symbolication import RawModule
 __all__ = ["Module", "ModuleTable", "normalize_code_id"]
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_code_id(value: str | None) -> str | None:
     """Code ids keep their hex digits only, in lower case (as Symbolicator does)."""
     if not value:
@@ -29,6 +31,7 @@ def normalize_code_id(value: str | None) -> str | None:
     return digits or None
 
 
+@functools.lru_cache(maxsize=4096)
 def _normalize_debug_id(value: str | None) -> str | None:
     if not value:
         return None
@@ -36,6 +39,19 @@ def _normalize_debug_id(value: str | None) -> str | None:
         return parse_debug_id(value)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _object_id(
+    object_type: ObjectType,
+    debug_id: str | None,
+    code_id: str | None,
+    debug_file: str | None,
+    code_file: str | None,
+    debug_checksum: str | None,
+) -> ObjectId:
+    # Modules repeat from request to request: their ids are built once.
+    return ObjectId(debug_id, code_id, debug_file, code_file, debug_checksum, object_type)
 
 
 @dataclass
@@ -58,13 +74,13 @@ class Module:
 
     @property
     def object_id(self) -> ObjectId:
-        return ObjectId(
-            debug_id=self.debug_id,
-            code_id=self.code_id,
-            debug_file=self.raw.debug_file,
-            code_file=self.raw.code_file,
-            debug_checksum=self.raw.debug_checksum,
-            object_type=self.object_type,
+        return _object_id(
+            self.object_type,
+            self.debug_id,
+            self.code_id,
+            self.raw.debug_file,
+            self.raw.code_file,
+            self.raw.debug_checksum,
         )
 
     @property

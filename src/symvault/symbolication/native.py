@@ -74,6 +74,13 @@ def _alignment(arch: str) -> int:
     return 1
 
 
+@functools.cache
+def _call_size(arch: str) -> int:
+    """How far back from a return address the call instruction is taken to start."""
+    alignment = _alignment(arch)
+    return alignment * 2 if arch.startswith("mips") else alignment
+
+
 def ip_register(arch: str) -> str | None:
     """The instruction pointer register of an architecture, as crash reports name it."""
     for prefix, register in _IP_REGISTERS:
@@ -88,9 +95,7 @@ def aligned_instruction(address: int, arch: str) -> int:
 
 def previous_instruction(address: int, arch: str) -> int:
     """The instruction before the one at `address` (the call before a return address)."""
-    alignment = _alignment(arch)
-    size = alignment * 2 if arch.startswith("mips") else alignment
-    return max(aligned_instruction(address, arch) - size, 0)
+    return max(address - address % _alignment(arch) - _call_size(arch), 0)
 
 
 def caller_instruction(
@@ -106,6 +111,10 @@ def caller_instruction(
     return aligned_instruction(address, arch)
 
 
+# Members looked up once: an enum member lookup costs as much as the arithmetic here.
+_AUTO, _YES, _NO = Adjustment.AUTO, Adjustment.YES, Adjustment.NO
+
+
 def lookup_address(
     frame: RawFrame, module: Module, index: int, context: ThreadContext, arch: str
 ) -> int | None:
@@ -113,31 +122,30 @@ def lookup_address(
 
     `index` is the frame's position counted from the crashing frame (0).
     """
-    relative_to = frame.relative_module
-    if relative_to is None:
-        if not module.supports_absolute_addresses or frame.instruction_addr < module.image_addr:
-            return None
-        relative = frame.instruction_addr - module.image_addr
+    image_addr = module.image_addr
+    address = frame.instruction_addr
+    if frame.addr_mode == "abs":
+        if not image_addr or address < image_addr:
+            return None  # absolute addresses need a module with an image address
+        absolute = address
+    elif not image_addr:
+        return address  # relative to a module without addresses (WebAssembly)
     else:
-        relative = frame.instruction_addr
-    if not module.supports_absolute_addresses:
-        return relative
-    absolute = module.image_addr + relative
-    if frame.adjust_instruction_addr is None:
-        adjustment = context.default_adjustment
-    else:
-        adjustment = Adjustment.YES if frame.adjust_instruction_addr else Adjustment.NO
-    if adjustment is Adjustment.NO:
-        adjusted = aligned_instruction(absolute, arch)
-    elif adjustment is Adjustment.YES:
+        absolute = image_addr + address
+    given = frame.adjust_instruction_addr
+    adjustment = context.default_adjustment if given is None else _YES if given else _NO
+    if adjustment is _AUTO:
+        crashing = index == 0
+        register = ip_register(arch) if crashing else None
+        ip_value = context.registers.get(register) if register else None
+        adjusted = caller_instruction(absolute, arch, crashing, context.signal, ip_value)
+    elif adjustment is _YES:
         adjusted = previous_instruction(absolute, arch)
     else:
-        register = ip_register(arch) if index == 0 else None
-        ip_value = context.registers.get(register) if register else None
-        adjusted = caller_instruction(absolute, arch, index == 0, context.signal, ip_value)
-    if adjusted < module.image_addr:
+        adjusted = aligned_instruction(absolute, arch)
+    if adjusted < image_addr:
         return None
-    return adjusted - module.image_addr
+    return adjusted - image_addr
 
 
 def _exposed(module: Module, relative: int) -> int:
@@ -152,16 +160,25 @@ def _base(frame: RawFrame, status: FrameStatus, original_index: int) -> dict[str
     return output
 
 
+_SYMBOLICATED = FrameStatus.SYMBOLICATED.value
+
+
 class LocationRenderer:
-    """The parts of an output frame that depend only on the function found (memoized:
-    the same functions appear in crash after crash)."""
+    """Renders what an output frame gets from a lookup, and remembers it: the same
+    return addresses come back in crash after crash, so a warm frame costs a
+    dictionary look-up and a copy."""
 
     def __init__(self, demangler: Demangler, capacity: int = 200_000) -> None:
         self._demangler = demangler
         self._capacity = capacity
         self._rendered: dict[Location, dict[str, Any]] = {}
+        # (id of the lookup's result, frame and module fields the output depends on)
+        # -> (that result, the output frames without status and original_index).
+        self._frames: dict[tuple[Any, ...], tuple[tuple[Location, ...], list[dict[str, Any]]]]
+        self._frames = {}
 
     def render(self, location: Location) -> dict[str, Any]:
+        """The fields a function found at an address gives a frame."""
         rendered = self._rendered.get(location)
         if rendered is not None:
             return rendered
@@ -181,6 +198,71 @@ class LocationRenderer:
         self._rendered[location] = rendered
         return rendered
 
+    def frames(
+        self, frame: RawFrame, module: Module, relative: int, locations: tuple[Location, ...]
+    ) -> list[dict[str, Any]]:
+        """The output frames of a lookup, with `original_index` still to be set
+        (shared: copy before changing them)."""
+        # A lookup's result is one remembered tuple per address of a symcache, so its
+        # identity (checked against the tuple kept with the value) stands for it.
+        key = (
+            id(locations),
+            relative,
+            module.image_addr,
+            module.index,
+            module.raw.code_file,
+            frame.platform,
+            frame.adjust_instruction_addr,
+            frame.function_id,
+            frame.trust,
+            frame.filename,
+            frame.abs_path,
+        )
+        known = self._frames.get(key)
+        if known is not None and known[0] is locations:
+            return known[1]
+        tails = self._render_frames(frame, module, relative, locations)
+        if len(self._frames) >= self._capacity:
+            self._frames.clear()
+        self._frames[key] = (locations, tails)
+        return tails
+
+    def _render_frames(
+        self, frame: RawFrame, module: Module, relative: int, locations: tuple[Location, ...]
+    ) -> list[dict[str, Any]]:
+        head: dict[str, Any] = {"status": _SYMBOLICATED, "original_index": None}
+        if frame.platform is not None:
+            head["platform"] = frame.platform
+        if not module.supports_absolute_addresses:
+            head["addr_mode"] = f"rel:{module.index}"
+        head["instruction_addr"] = hex(_exposed(module, relative))
+        if frame.adjust_instruction_addr is not None:
+            head["adjust_instruction_addr"] = frame.adjust_instruction_addr
+        if frame.function_id is not None:
+            head["function_id"] = hex(frame.function_id)
+        if module.raw.code_file is not None:
+            head["package"] = module.raw.code_file
+        frames = [{**head, **self.render(location)} for location in locations]
+        # Only the outermost function has a symbol address; it follows `symbol`, as in
+        # Symbolicator's field order.
+        sym_addr = hex(_exposed(module, locations[-1].sym_addr))
+        outermost: dict[str, Any] = {}
+        for key, value in frames[-1].items():
+            outermost[key] = value
+            if key == "symbol":
+                outermost["sym_addr"] = sym_addr
+        frames[-1] = outermost
+        for output in frames:
+            if "abs_path" not in output:
+                # The debug file names no file: keep what the client sent.
+                for key in ("filename", "abs_path"):
+                    value = getattr(frame, key)
+                    if value is not None:
+                        output[key] = value
+            if frame.trust != "none":
+                output["trust"] = frame.trust
+        return frames
+
 
 def symbolicated_frames(
     frame: RawFrame,
@@ -191,40 +273,11 @@ def symbolicated_frames(
     renderer: LocationRenderer,
 ) -> list[dict[str, Any]]:
     """The output frames of a successful lookup, innermost first."""
-    head: dict[str, Any] = {
-        "status": FrameStatus.SYMBOLICATED.value,
-        "original_index": original_index,
-    }
-    if frame.platform is not None:
-        head["platform"] = frame.platform
-    if not module.supports_absolute_addresses:
-        head["addr_mode"] = f"rel:{module.index}"
-    head["instruction_addr"] = hex(_exposed(module, relative))
-    if frame.adjust_instruction_addr is not None:
-        head["adjust_instruction_addr"] = frame.adjust_instruction_addr
-    if frame.function_id is not None:
-        head["function_id"] = hex(frame.function_id)
-    if module.raw.code_file is not None:
-        head["package"] = module.raw.code_file
-    frames = [{**head, **renderer.render(location)} for location in locations]
-    # Only the outermost function has a symbol address; it follows `symbol`, as in
-    # Symbolicator's field order.
-    sym_addr = hex(_exposed(module, locations[-1].sym_addr))
-    outermost: dict[str, Any] = {}
-    for key, value in frames[-1].items():
-        outermost[key] = value
-        if key == "symbol":
-            outermost["sym_addr"] = sym_addr
-    frames[-1] = outermost
-    for output in frames:
-        if "abs_path" not in output:
-            # The debug file names no file: keep what the client sent.
-            for key in ("filename", "abs_path"):
-                value = getattr(frame, key)
-                if value is not None:
-                    output[key] = value
-        if frame.trust != "none":
-            output["trust"] = frame.trust
+    frames = []
+    for shared in renderer.frames(frame, module, relative, locations):
+        output = shared.copy()  # a copy keeps the key order: only the value changes
+        output["original_index"] = original_index
+        frames.append(output)
     return frames
 
 

@@ -114,13 +114,17 @@ class Symbolicator:
         symcaches: DerivedCache,
         sourcebundles: DerivedCache,
         fetch_workers: int = 16,
+        inline_frames: int = 0,
     ) -> None:
+        """`inline_frames`: requests with at most this many frames take their first
+        step on the caller's thread in `symbolicate_async`."""
         self._symcaches = symcaches
         self._sourcebundles = sourcebundles
         self._handles = SymcacheHandles()
         self._demangler = Demangler()
         self._renderer = LocationRenderer(self._demangler)
         self._pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="fetch")
+        self._inline_frames = inline_frames
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -147,7 +151,12 @@ class Symbolicator:
         fetch pool."""
         loop = asyncio.get_running_loop()
         steps = self.steps(request, sources, scope)
-        step = await loop.run_in_executor(cpu, _advance, steps)
+        if request.frame_count <= self._inline_frames:
+            # The first step of a small request runs here: answered from memory, it
+            # costs less than handing it to a thread and back. It does no I/O.
+            step = _advance(steps)
+        else:
+            step = await loop.run_in_executor(cpu, _advance, steps)
         while not isinstance(step, _Done):
             await asyncio.gather(*(loop.run_in_executor(self._pool, fetch) for fetch in step))
             step = await loop.run_in_executor(cpu, _advance, steps)
@@ -174,7 +183,15 @@ class Symbolicator:
             fetches = self._fetches(modules, sources, scope, self._sourcebundles, "sources")
             if fetches:
                 yield fetches
-            self._add_source_context(modules, wanted)
+            texts: dict[int, dict[str, list[str] | None]] = {}
+            reads: Fetches = [
+                functools.partial(_read_sources, module, wanted[module.index], texts)
+                for module in modules
+                if module.sources is not None and module.sources.ok
+            ]
+            if reads:
+                yield reads  # reading bundles is file I/O: a fetch like the others
+            _add_source_context(modules, wanted, texts)
         return {
             "status": "completed",
             **({"signal": request.signal} if request.signal is not None else {}),
@@ -218,7 +235,7 @@ class Symbolicator:
             if _dropped(frame, produced, index == last, output):
                 continue
             output.extend(produced)
-            owners.extend((produced_frame, module) for produced_frame in produced)
+            owners.extend([(produced_frame, module) for produced_frame in produced])
         if request.options.frame_order == "caller_first":
             output.reverse()
         thread.output = owners
@@ -346,26 +363,6 @@ class Symbolicator:
                     wanted.setdefault(owner.index, []).append(frame)
         return wanted
 
-    def _add_source_context(
-        self, modules: list[Module], wanted: dict[int, list[dict[str, Any]]]
-    ) -> None:
-        for module in modules:
-            result = module.sources
-            if result is None or not result.ok or result.entry is None:
-                continue
-            try:
-                bundle = SourceBundle(result.entry)
-            except (OSError, ValueError, KeyError) as exc:
-                log_event(logger, "symbolicate.bundle_unreadable", logging.WARNING, error=str(exc))
-                continue
-            for frame in wanted[module.index]:
-                lines = bundle.lines(frame["abs_path"])
-                if lines is not None and apply_context(frame, lines):
-                    # Keep Symbolicator's key order: context comes before source_link and trust.
-                    ordered = {key: frame[key] for key in _FRAME_KEYS if key in frame}
-                    frame.clear()
-                    frame.update(ordered)
-
     # Modules
 
     def _module_json(
@@ -413,6 +410,41 @@ class Symbolicator:
             if candidates:
                 output["candidates"] = candidates
         return output
+
+
+def _read_sources(
+    module: Module,
+    frames: list[dict[str, Any]],
+    texts: dict[int, dict[str, list[str] | None]],
+) -> None:
+    """Reads the source files that `frames` name out of the module's bundle."""
+    result = module.sources
+    assert result is not None
+    assert result.entry is not None
+    try:
+        bundle = SourceBundle(result.entry)
+    except (OSError, ValueError, KeyError) as exc:
+        log_event(logger, "symbolicate.bundle_unreadable", logging.WARNING, error=str(exc))
+        return
+    texts[module.index] = {path: bundle.lines(path) for path in {f["abs_path"] for f in frames}}
+
+
+def _add_source_context(
+    modules: list[Module],
+    wanted: dict[int, list[dict[str, Any]]],
+    texts: dict[int, dict[str, list[str] | None]],
+) -> None:
+    for module in modules:
+        files = texts.get(module.index)
+        if files is None:
+            continue
+        for frame in wanted[module.index]:
+            lines = files.get(frame["abs_path"])
+            if lines is not None and apply_context(frame, lines):
+                # Keep Symbolicator's key order: context comes before source_link and trust.
+                ordered = {key: frame[key] for key in _FRAME_KEYS if key in frame}
+                frame.clear()
+                frame.update(ordered)
 
 
 def _dropped(

@@ -275,6 +275,35 @@ class TestSymbolicatedFrames:
         assert output["filename"] == "main.c"
         assert output["abs_path"] == "C:\\src\\dir\\main.c"
 
+    def test_remembered_frames_are_fresh_copies(self) -> None:
+        renderer = LocationRenderer(Demangler())
+        locations = (location("_Z5innerv", 3), location("_Z5outerv", 10))
+        first = symbolicated_frames(
+            frame(BASE + 0x105), 1, module(BASE), 0x104, locations, renderer
+        )
+        first[0]["context_line"] = "changed by a later step"
+        second = symbolicated_frames(
+            frame(BASE + 0x105), 7, module(BASE), 0x104, locations, renderer
+        )
+        assert [f["original_index"] for f in second] == [7, 7]
+        assert "context_line" not in second[0]
+        assert list(second[0]) == [key for key in first[0] if key != "context_line"]
+
+    def test_remembered_frames_follow_the_frame_and_the_module(self) -> None:
+        renderer = LocationRenderer(Demangler())
+        locations = (location("f", 3),)
+        plain = symbolicated_frames(frame(BASE + 5), 0, module(BASE), 4, locations, renderer)
+        scanned = symbolicated_frames(
+            frame(BASE + 5, trust="scan"), 0, module(BASE), 4, locations, renderer
+        )
+        moved = symbolicated_frames(
+            frame(2 * BASE + 5), 0, module(2 * BASE), 4, locations, renderer
+        )
+        assert "trust" not in plain[0]
+        assert scanned[0]["trust"] == "scan"
+        assert moved[0]["instruction_addr"] == hex(2 * BASE + 4)
+        assert plain[0]["instruction_addr"] == hex(BASE + 4)
+
 
 class TestFailedFrame:
     def test_keeps_the_input(self) -> None:
