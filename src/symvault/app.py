@@ -58,7 +58,9 @@ class Services:
     periodic: PeriodicJobs
 
     def start(self) -> None:
-        """Starts background work: assembly workers and periodic maintenance."""
+        """Starts background work (assembly workers, periodic maintenance) and loads
+        what requests would otherwise load on first use."""
+        self.symbolicator.warm_up()
         self.assembler.start()
         self.periodic.start()
 

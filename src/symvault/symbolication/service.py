@@ -126,6 +126,10 @@ class Symbolicator:
         self._pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="fetch")
         self._inline_frames = inline_frames
 
+    def warm_up(self) -> None:
+        """Does at start-up what the first request would otherwise wait for."""
+        self._demangler.warm_up()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 

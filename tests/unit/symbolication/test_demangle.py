@@ -124,7 +124,20 @@ def test_objective_c_names_are_their_own_demangling(demangler: Demangler, symbol
 
 @pytest.mark.parametrize(
     "symbol",
-    ["main", "crash_run", "_start", "__libc_start_main", "_Zfoo", "?notvalid", "@?foo@@YAHH@Z", ""],
+    [
+        "main",
+        "crash_run",
+        "_start",
+        "__libc_start_main",
+        "_Zfoo",
+        "?notvalid",
+        "@?foo@@YAHH@Z",
+        "",
+        # Manglings symbolic does not read (GNU v2, CodeWarrior, Ada): plain C names here.
+        "foo__Fi",
+        "__ct__3FooFv",
+        "ada__text_io__put_line",
+    ],
 )
 def test_names_that_are_not_mangled(demangler: Demangler, symbol: str) -> None:
     assert demangler.demangle(symbol) is None
