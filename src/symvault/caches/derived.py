@@ -45,6 +45,8 @@ __all__ = ["MEMO_SECONDS", "Conversion", "ConversionFailed", "DerivedCache", "De
 
 #: How long a lookup across sources is answered from memory before the disk is asked again.
 MEMO_SECONDS = 5.0
+#: Lookups remembered at most (a kilobyte or two each, with their candidates).
+_MEMO_ENTRIES = 8192
 
 
 class ConversionFailed(Exception):
@@ -179,7 +181,7 @@ class DerivedCache:
         with self._results_lock:
             self._memo[memo_key] = (now + MEMO_SECONDS, result)
             self._memo.move_to_end(memo_key)
-            if len(self._memo) > 50_000:
+            if len(self._memo) > _MEMO_ENTRIES:
                 self._memo.popitem(last=False)
         return result
 

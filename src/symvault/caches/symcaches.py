@@ -19,6 +19,7 @@ from symvault.caches.object_meta import ObjectInfo
 from symvault.caches.search import Purpose
 from symvault.caching.cacher import CacheVersions
 from symvault.caching.entries import CacheEntry, EntryStatus
+from symvault.caching.memo import Memo
 
 __all__ = [
     "SYMCACHE_VERSIONS",
@@ -77,18 +78,19 @@ class Symcache:
     """A mapped symcache whose recent lookups are remembered.
 
     Crashes repeat: the same few return addresses come back in every report of a
-    crash, and remembering them turns a lookup into a dictionary access.
+    crash, and remembering them turns a lookup into a dictionary access. The
+    memo is shared by all open symcaches, so that its size bounds the memory it
+    takes whatever the number of modules.
     """
 
-    def __init__(self, handle: Any, memo_size: int = 50_000) -> None:
+    def __init__(self, handle: Any, memo: Memo[tuple[Symcache, int], tuple[Location, ...]]) -> None:
         self._handle = handle
         self.arch = str(handle.arch)
-        self._memo: dict[int, tuple[Location, ...]] = {}
-        self._memo_size = memo_size
-        self._lock = threading.Lock()
+        self._memo = memo
 
     def lookup(self, address: int) -> tuple[Location, ...]:
-        known = self._memo.get(address)
+        key = (self, address)
+        known = self._memo.get(key)
         if known is not None:
             return known
         found = tuple(
@@ -101,10 +103,7 @@ class Symcache:
             )
             for location in self._handle.lookup(address)
         )
-        with self._lock:
-            if len(self._memo) >= self._memo_size:
-                self._memo.clear()
-            self._memo[address] = found
+        self._memo.put(key, found)
         return found
 
 
@@ -115,10 +114,12 @@ class SymcacheHandles:
     the old contents); a replaced entry has another identity and is mapped anew.
     """
 
-    def __init__(self, capacity: int = 512) -> None:
+    def __init__(self, capacity: int = 512, remembered_lookups: int = 32_768) -> None:
         self._capacity = capacity
         self._open: OrderedDict[tuple[Path, float, int], Symcache] = OrderedDict()
         self._lock = threading.Lock()
+        # About a kilobyte an entry (the locations of an address, with their names).
+        self._lookups: Memo[tuple[Symcache, int], tuple[Location, ...]] = Memo(remembered_lookups)
 
     def get(self, entry: CacheEntry) -> Symcache:
         """The mapped symcache of an entry; raises OSError or `symbolic.SymbolicError`."""
@@ -128,7 +129,7 @@ class SymcacheHandles:
             if handle is not None:
                 self._open.move_to_end(identity)
                 return handle
-        handle = Symcache(symbolic.SymCache.open(str(entry.path)))
+        handle = Symcache(symbolic.SymCache.open(str(entry.path)), self._lookups)
         with self._lock:
             self._open[identity] = handle
             if len(self._open) > self._capacity:

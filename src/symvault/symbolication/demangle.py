@@ -51,7 +51,7 @@ _LANGUAGES = ("itanium", "rust", "swift", "objc")
 class Demangler:
     """Demangles names, remembering recent results (the same names recur in every crash)."""
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int = 65_536) -> None:
         self._capacity = capacity
         self._known: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from symvault.caches.symcaches import Location
+from symvault.caching.memo import Memo
 from symvault.model.symbolication import RawFrame
 from symvault.symbolication.demangle import Demangler
 from symvault.symbolication.modules import Module
@@ -168,14 +169,14 @@ class LocationRenderer:
     return addresses come back in crash after crash, so a warm frame costs a
     dictionary look-up and a copy."""
 
-    def __init__(self, demangler: Demangler, capacity: int = 200_000) -> None:
+    def __init__(self, demangler: Demangler, capacity: int = 16_384) -> None:
         self._demangler = demangler
-        self._capacity = capacity
-        self._rendered: dict[Location, dict[str, Any]] = {}
+        # Half a kilobyte to two an entry: `capacity` bounds them to tens of megabytes.
+        self._rendered: Memo[Location, dict[str, Any]] = Memo(capacity)
         # (id of the lookup's result, frame and module fields the output depends on)
-        # -> (that result, the output frames without status and original_index).
-        self._frames: dict[tuple[Any, ...], tuple[tuple[Location, ...], list[dict[str, Any]]]]
-        self._frames = {}
+        # -> (that result, the output frames with original_index still to be set).
+        self._frames: Memo[tuple[Any, ...], tuple[tuple[Location, ...], list[dict[str, Any]]]]
+        self._frames = Memo(capacity)
 
     def render(self, location: Location) -> dict[str, Any]:
         """The fields a function found at an address gives a frame."""
@@ -193,9 +194,7 @@ class LocationRenderer:
             rendered["filename"] = _basename(location.path)
             rendered["abs_path"] = location.path
         rendered["lineno"] = location.line
-        if len(self._rendered) >= self._capacity:
-            self._rendered.clear()
-        self._rendered[location] = rendered
+        self._rendered.put(location, rendered)
         return rendered
 
     def frames(
@@ -222,9 +221,7 @@ class LocationRenderer:
         if known is not None and known[0] is locations:
             return known[1]
         tails = self._render_frames(frame, module, relative, locations)
-        if len(self._frames) >= self._capacity:
-            self._frames.clear()
-        self._frames[key] = (locations, tails)
+        self._frames.put(key, (locations, tails))
         return tails
 
     def _render_frames(

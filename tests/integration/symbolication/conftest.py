@@ -44,27 +44,14 @@ def upload(
     extra: tuple[str, ...] = (),
     paths: tuple[Path, ...] = (),
 ) -> str:
-    """Uploads fixture files with the real sentry-cli; returns the project slug.
-
-    Debug companions (and `paths`) go first, in a run of their own. Uploaded together
-    with their code file, the store's symcache precomputed on upload is sometimes
-    built from the code file alone and kept (a race between two precomputations of
-    the same entry in `caches`, reported); this order sidesteps it.
-    """
+    """Uploads fixture files (and `paths`) in one run of the real sentry-cli; returns
+    the project slug."""
     assert server.token is not None
     cli = SentryCli(server.url, server.token)
-    companions = [key for key in keys if fixtures[key]["kind"] == "dbg"]
-    code_files = [key for key in keys if key not in companions]
-    batches = [
-        [fixture_path(fixtures, key) for key in companions] + list(paths),
-        [fixture_path(fixtures, key) for key in code_files],
-    ]
-    for files in batches:
-        if not files:
-            continue
-        result = cli.upload("default", project, *files, extra=extra)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "ERROR" not in result.stdout, result.stdout
+    files = [fixture_path(fixtures, key) for key in keys] + list(paths)
+    result = cli.upload("default", project, *files, extra=extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout, result.stdout
     return project
 
 
