@@ -10,6 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from symvault.allocator import limit_arenas, release_free_memory
 from symvault.caches.service import Caches
 from symvault.config import Config
 from symvault.metrics import Metrics
@@ -33,6 +34,8 @@ __all__ = ["Services", "build_services"]
 logger = logging.getLogger(__name__)
 
 _CHUNK_SWEEP_INTERVAL = 600.0
+#: malloc arenas of a server process (glibc's default is eight per core).
+_MALLOC_ARENAS = 4
 #: Temporary upload files older than this were left by a process that died.
 STALE_STAGING_SECONDS = 6 * 3600.0
 
@@ -60,6 +63,7 @@ class Services:
     def start(self) -> None:
         """Starts background work (assembly workers, periodic maintenance) and loads
         what requests would otherwise load on first use."""
+        limit_arenas(_MALLOC_ARENAS)
         self.symbolicator.warm_up()
         self.assembler.start()
         self.periodic.start()
@@ -135,6 +139,7 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
             delay=300,
         )
     periodic.add("expire-requests", 30, requests.sweep_shared, delay=30)
+    periodic.add("release-memory", 60, release_free_memory, delay=60)
     return Services(
         config=config,
         db=db,

@@ -152,7 +152,7 @@ def _print_welcome(config: Config, token: str) -> None:
         f"    {token}\n\n"
         "Upload debug files with:\n\n"
         f"    sentry-cli --url {url} --auth-token {token} debug-files upload "
-        f"--org {DEFAULT_ORGANIZATION} --project my-project PATH\n\n"
+        f"--org {DEFAULT_ORGANIZATION} --project my-project --wait PATH\n\n"
         "Create more tokens with `symvault token create --org ORG`.\n",
         flush=True,
     )

@@ -47,6 +47,8 @@ __all__ = ["MEMO_SECONDS", "Conversion", "ConversionFailed", "DerivedCache", "De
 MEMO_SECONDS = 5.0
 #: Lookups remembered at most (a kilobyte or two each, with their candidates).
 _MEMO_ENTRIES = 8192
+#: Results of entries read (their candidate lists parsed), kept by entry identity.
+_RESULT_ENTRIES = 2048
 
 
 class ConversionFailed(Exception):
@@ -181,7 +183,11 @@ class DerivedCache:
         with self._results_lock:
             self._memo[memo_key] = (now + MEMO_SECONDS, result)
             self._memo.move_to_end(memo_key)
-            if len(self._memo) > _MEMO_ENTRIES:
+            # Oldest first: what has expired goes, so the memo holds the last few
+            # seconds' modules, not every module ever seen.
+            while self._memo and (
+                len(self._memo) > _MEMO_ENTRIES or next(iter(self._memo.values()))[0] <= now
+            ):
                 self._memo.popitem(last=False)
         return result
 
@@ -250,7 +256,7 @@ class DerivedCache:
         result = _result(entry, source_id)
         with self._results_lock:
             self._results[identity] = result
-            if len(self._results) > 10_000:
+            if len(self._results) > _RESULT_ENTRIES:
                 self._results.popitem(last=False)
         return result
 

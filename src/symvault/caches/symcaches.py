@@ -6,6 +6,7 @@ Built with symbolic's `make_symcache`, read by mapping the file
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -83,13 +84,18 @@ class Symcache:
     takes whatever the number of modules.
     """
 
-    def __init__(self, handle: Any, memo: Memo[tuple[Symcache, int], tuple[Location, ...]]) -> None:
+    def __init__(
+        self, handle: Any, memo: Memo[tuple[int, int], tuple[Location, ...]], token: int
+    ) -> None:
         self._handle = handle
         self.arch = str(handle.arch)
         self._memo = memo
+        # Keys hold this number, not the symcache: a closed symcache is not kept
+        # mapped by its lookups, whose entries just wait for the memo's next reset.
+        self._token = token
 
     def lookup(self, address: int) -> tuple[Location, ...]:
-        key = (self, address)
+        key = (self._token, address)
         known = self._memo.get(key)
         if known is not None:
             return known
@@ -114,12 +120,13 @@ class SymcacheHandles:
     the old contents); a replaced entry has another identity and is mapped anew.
     """
 
-    def __init__(self, capacity: int = 512, remembered_lookups: int = 32_768) -> None:
+    def __init__(self, capacity: int = 256, remembered_lookups: int = 16_384) -> None:
         self._capacity = capacity
         self._open: OrderedDict[tuple[Path, float, int], Symcache] = OrderedDict()
         self._lock = threading.Lock()
         # About a kilobyte an entry (the locations of an address, with their names).
-        self._lookups: Memo[tuple[Symcache, int], tuple[Location, ...]] = Memo(remembered_lookups)
+        self._lookups: Memo[tuple[int, int], tuple[Location, ...]] = Memo(remembered_lookups)
+        self._tokens = itertools.count()
 
     def get(self, entry: CacheEntry) -> Symcache:
         """The mapped symcache of an entry; raises OSError or `symbolic.SymbolicError`."""
@@ -129,7 +136,9 @@ class SymcacheHandles:
             if handle is not None:
                 self._open.move_to_end(identity)
                 return handle
-        handle = Symcache(symbolic.SymCache.open(str(entry.path)), self._lookups)
+        handle = Symcache(
+            symbolic.SymCache.open(str(entry.path)), self._lookups, next(self._tokens)
+        )
         with self._lock:
             self._open[identity] = handle
             if len(self._open) > self._capacity:

@@ -51,7 +51,7 @@ class Computed:
 
 ComputeFn = Callable[[Path], Computed]
 _Parsed = tuple[EntryStatus, str | None, dict[str, Any]]
-_PARSED_ENTRIES = 20_000
+_PARSED_ENTRIES = 4096
 
 
 class Cacher:

@@ -169,7 +169,7 @@ class LocationRenderer:
     return addresses come back in crash after crash, so a warm frame costs a
     dictionary look-up and a copy."""
 
-    def __init__(self, demangler: Demangler, capacity: int = 16_384) -> None:
+    def __init__(self, demangler: Demangler, capacity: int = 8192) -> None:
         self._demangler = demangler
         # Half a kilobyte to two an entry: `capacity` bounds them to tens of megabytes.
         self._rendered: Memo[Location, dict[str, Any]] = Memo(capacity)

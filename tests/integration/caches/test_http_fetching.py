@@ -7,6 +7,7 @@ placeholder on disk, after the right number of requests.
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -186,6 +187,55 @@ class TestRefusals:
             assert "timed out waiting for 127.0.0.1 to answer" in detail
         else:
             assert "timed out: the download stalled" in detail
+
+    def test_a_download_that_never_ends_hits_the_total_timeout(
+        self, world: World, symbols: SymbolServer, fixture_file: FixturePath, crash: CrashModules
+    ) -> None:
+        """Each pause is shorter than `streaming_timeout`, the whole longer than
+        `max_download_timeout`."""
+        debug = fixture_file("crash_elf_debug").read_bytes()
+        symbols.misbehave(crash.debug_path, Reply.stall(1.5, debug, after_bytes=100))
+        caches = world.caches(streaming_timeout=5, max_download_timeout=0.5, download_retries=3)
+        started = time.monotonic()
+        result = symcache(caches, source(symbols), crash.elf)
+        assert time.monotonic() - started < 4, "the total timeout was not applied"
+        assert not result.ok
+        detail = assert_placeholder(
+            caches, source(symbols), crash.elf, result.status, world.clock()
+        )
+        assert detail is not None
+        assert "took too long" in detail
+        # No retry starts past the deadline.
+        assert symbols.hits_for(crash.debug_path) == 1
+
+    def test_a_server_that_does_not_accept_hits_the_connect_timeout(
+        self, world: World, crash: CrashModules
+    ) -> None:
+        # A listening socket whose backlog is full: further connections are left waiting.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        waiting = []
+        try:
+            for _ in range(4):
+                client = socket.socket()
+                client.setblocking(False)
+                client.connect_ex(("127.0.0.1", port))
+                waiting.append(client)
+            caches = world.caches(connect_timeout=0.3, download_retries=0)
+            started = time.monotonic()
+            result = symcache(caches, source(f"http://127.0.0.1:{port}/"), crash.elf)
+            assert time.monotonic() - started < 5, "the connect timeout was not applied"
+        finally:
+            for client in waiting:
+                client.close()
+            listener.close()
+        assert result.status is EntryStatus.TIMEOUT
+        assert any(
+            "timed out connecting to 127.0.0.1" in (candidate.details or "")
+            for candidate in result.candidates
+        ), result.candidates
 
     def test_garbage_is_malformed(
         self, world: World, symbols: SymbolServer, crash: CrashModules

@@ -20,10 +20,12 @@ from tests.support.server import ServerProcess
 from tests.support.stacktraces import (
     crash_frame,
     module_of,
+    native_debug_path,
     probe_frames,
     store_source,
     symbolicate,
 )
+from tests.support.symbol_server import SymbolServer
 
 BASE = 0x7F00_0000_0000
 CONTEXT_KEYS = ("pre_context", "context_line", "post_context")
@@ -158,3 +160,39 @@ def test_context_sent_by_the_client_is_replaced(
     (frame,) = symbolicate(client, body)["stacktraces"][0]["frames"]
     assert "context_line" not in frame
     assert "pre_context" not in frame
+
+
+def test_bundle_next_to_the_debug_file_on_a_symbol_server(
+    configured_server: ServerProcess,
+    symbol_server: SymbolServer,
+    fixtures: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """A `.src.zip` where the source's layout puts it, beside the debug file."""
+    assert configured_server.token is not None
+    cli = SentryCli(configured_server.url, configured_server.token)
+    made = cli.run(
+        "debug-files",
+        "bundle-sources",
+        str(fixture_path(fixtures, "crash_elf_debug")),
+        "-o",
+        str(tmp_path),
+    )
+    assert made.returncode == 0, made.stderr
+    (bundle,) = tmp_path.glob("*.src.zip")
+    debug_path = "src-zip/" + native_debug_path(fixtures, "crash_elf")
+    bundle_path = debug_path.removesuffix(".debug") + ".src.zip"
+    symbol_server.put(debug_path, fixture_path(fixtures, "crash_elf_debug").read_bytes())
+    symbol_server.put(bundle_path, bundle.read_bytes())
+    body = build_request(fixtures, "unused")
+    body["sources"] = [{"type": "http", "id": "symbols", "url": symbol_server.url_for("src-zip/")}]
+    with configured_server.client() as client:
+        result = symbolicate(client, body)
+    assert symbol_server.hits[bundle_path] == 1
+    frames = result["stacktraces"][0]["frames"]
+    assert len(frames) == 10
+    for frame in frames:
+        assert frame["status"] == "symbolicated"
+        context = {key: frame[key] for key in CONTEXT_KEYS if key in frame}
+        assert context == expected_context(frame["abs_path"], frame["lineno"]), frame
+    assert result["modules"][0]["features"]["has_sources"] is True

@@ -245,3 +245,33 @@ def test_candidates_across_sources(
     sources = [candidate["source"] for candidate in module["candidates"]]
     assert sources == sorted(sources)
     assert set(sources) == {"a-store", "symbols"}
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_scopes_keep_their_caches_apart_unless_the_source_is_public(
+    client: httpx.Client,
+    symbol_server: SymbolServer,
+    fixtures: dict[str, Any],
+    prefix: str,
+    public: bool,
+) -> None:
+    path = f"{prefix}/{crash_debug(fixtures)}"
+    symbol_server.put(path, file_of(fixtures, "crash_elf_debug"))
+    body = {
+        "sources": [http_source(symbol_server, prefix, is_public=public)],
+        "modules": [module_of(fixtures, "crash_elf", BASE)],
+        "stacktraces": [{"frames": [crash_frame(fixtures, "crash_elf", BASE)]}],
+        "options": {"apply_source_context": False},
+    }
+
+    def downloads_after(scope: str | None) -> int:
+        params = {"scope": scope} if scope is not None else {}
+        result = symbolicate(client, body, **params)
+        assert result["stacktraces"][0]["frames"][0]["status"] == "symbolicated"
+        return symbol_server.hits[path]
+
+    assert downloads_after("tenant-a") == 1
+    assert downloads_after("tenant-a") == 1  # cached for that scope
+    # Another scope has caches of its own, unless the source is public.
+    assert downloads_after("tenant-b") == (1 if public else 2)
+    assert downloads_after(None) == (1 if public else 3)  # `global` is a scope too
