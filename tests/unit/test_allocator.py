@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from symvault.allocator import limit_arenas, release_free_memory
 
 
 def rss_anon_kib() -> int:
-    with open("/proc/self/status") as status:
+    with Path("/proc/self/status").open() as status:
         for line in status:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1])
