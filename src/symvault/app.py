@@ -135,7 +135,7 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         periodic.add(
             "cache-cleanup",
             config.caches.cleanup_interval.total_seconds(),
-            caches.cleanup,
+            caches.cleanup_in_child,
             delay=300,
         )
     periodic.add("expire-requests", 30, requests.sweep_shared, delay=30)

@@ -17,7 +17,13 @@ from symvault.caches.objects import OBJECTS_VERSIONS, ObjectFiles
 from symvault.caches.sourcebundles import SourceBundleConversion
 from symvault.caches.symcaches import SymcacheConversion
 from symvault.caching.cacher import Cacher, CacheVersions, Clock
-from symvault.caching.cleanup import CleanupReport, KindPolicy, SpaceBudget, run_cleanup
+from symvault.caching.cleanup import (
+    CleanupReport,
+    KindPolicy,
+    SpaceBudget,
+    run_cleanup,
+    run_cleanup_in_child,
+)
 from symvault.caching.keys import GLOBAL_SCOPE
 from symvault.caching.rules import ExpiryRules
 from symvault.config import CacheConfig, Config
@@ -191,10 +197,25 @@ class Caches:
         ]
 
     def cleanup(self, *, dry_run: bool = False) -> CleanupReport:
-        budget = SpaceBudget(self._config.caches.max_size, self._config.caches.min_free_space)
+        """Cleans the caches in this process (`symvault cleanup`)."""
         return run_cleanup(
-            self.root, self.policies(), budget, self._clock(), self._metrics, dry_run=dry_run
+            self.root,
+            self.policies(),
+            self._budget(),
+            self._clock(),
+            self._metrics,
+            dry_run=dry_run,
         )
+
+    def cleanup_in_child(self) -> CleanupReport | None:
+        """Cleans the caches in a child process, unless another process is at it (servers)."""
+        lock = self.root / "locks" / "cleanup.lock"
+        return run_cleanup_in_child(
+            self.root, self.policies(), self._budget(), self._clock(), self._metrics, lock
+        )
+
+    def _budget(self) -> SpaceBudget:
+        return SpaceBudget(self._config.caches.max_size, self._config.caches.min_free_space)
 
     def close(self) -> None:
         self._precomputing.shutdown(wait=False, cancel_futures=True)

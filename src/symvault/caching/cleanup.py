@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import heapq
+import multiprocessing
 import os
 import shutil
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,9 @@ __all__ = [
     "KindReport",
     "SpaceBudget",
     "bytes_to_free",
+    "record_cleanup",
     "run_cleanup",
+    "run_cleanup_in_child",
 ]
 
 _STALE_TMP = 3600.0
@@ -190,9 +194,42 @@ def run_cleanup(
     report.stale_files = _remove_stale(root, now, dry_run)
     _enforce_budget(root, kinds, survivors, budget, report, dry_run)
     if metrics is not None:
-        for name, kind_report in report.kinds.items():
-            metrics.cache_evictions.labels(name).inc(kind_report.expired + kind_report.evicted)
-            metrics.cache_bytes.labels(name).set(kind_report.bytes)
+        record_cleanup(metrics, report)
+    return report
+
+
+def record_cleanup(metrics: Metrics, report: CleanupReport) -> None:
+    """Counts a cleanup's evictions and sets the kinds' sizes."""
+    for name, kind_report in report.kinds.items():
+        metrics.cache_evictions.labels(name).inc(kind_report.expired + kind_report.evicted)
+        metrics.cache_bytes.labels(name).set(kind_report.bytes)
+
+
+def run_cleanup_in_child(
+    root: Path,
+    kinds: Sequence[KindPolicy],
+    budget: SpaceBudget,
+    now: float,
+    metrics: Metrics | None,
+    lock_path: Path,
+) -> CleanupReport | None:
+    """`run_cleanup` in a child process, for servers; None if another process is at it.
+
+    Walking a large cache is Python work that would hold the interpreter lock
+    requests wait for, and leave the server process holding the memory it took.
+    Every server process runs this job, one at a time (`lock_path`).
+    """
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("ab") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+            report = child.submit(run_cleanup, root, kinds, budget, now).result()
+    if metrics is not None:
+        record_cleanup(metrics, report)
     return report
 
 

@@ -20,6 +20,7 @@ from symvault.caching.cleanup import (
     SpaceBudget,
     bytes_to_free,
     run_cleanup,
+    run_cleanup_in_child,
 )
 from symvault.caching.entries import EntryStatus
 from symvault.caching.keys import GLOBAL_SCOPE, CacheKey
@@ -162,6 +163,37 @@ class TestExpiry:
         assert metric(metrics, "cache_evictions", "symcaches") == 1
         gauge = metrics.registry.get_sample_value("symvault_cache_bytes", {"kind": "symcaches"})
         assert gauge == young.stat().st_size
+
+
+class TestInAChildProcess:
+    def test_removes_the_same_and_counts_in_this_process(
+        self, make_cacher: MakeCacher, clock: ManualClock, cache_root: Path
+    ) -> None:
+        symcaches = make_cacher("symcaches")
+        write(symcaches, clock, "ok-young", 6 * DAY, EntryStatus.OK)
+        write(symcaches, clock, "ok-old", 8 * DAY, EntryStatus.OK)
+        write(symcaches, clock, "miss-old", 61 * MINUTE, EntryStatus.NOT_FOUND)
+        metrics = Metrics()
+        lock = cache_root / "locks" / "cleanup.lock"
+        report = run_cleanup_in_child(cache_root, POLICIES, SpaceBudget(), clock(), metrics, lock)
+        assert report is not None
+        assert entry_files(cache_root) == {"symcaches/ok-young"}
+        assert report.kinds["symcaches"].expired == 2
+        assert metric(metrics, "cache_evictions", kind="symcaches") == 2
+
+    def test_one_process_at_a_time(
+        self, make_cacher: MakeCacher, clock: ManualClock, cache_root: Path
+    ) -> None:
+        old = write(make_cacher("symcaches"), clock, "ok-old", 8 * DAY, EntryStatus.OK)
+        lock = cache_root / "locks" / "cleanup.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("ab") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            assert (
+                run_cleanup_in_child(cache_root, POLICIES, SpaceBudget(), clock(), None, lock)
+                is None
+            )
+        assert old.exists()
 
 
 class TestDryRun:
