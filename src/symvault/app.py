@@ -132,12 +132,8 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         delay=60,
     )
     if config.caches.cleanup_interval is not None:
-        periodic.add(
-            "cache-cleanup",
-            config.caches.cleanup_interval.total_seconds(),
-            caches.cleanup_in_child,
-            delay=300,
-        )
+        interval = config.caches.cleanup_interval.total_seconds()
+        periodic.add("cache-cleanup", interval, caches.cleanup_in_child, delay=min(interval, 300))
     periodic.add("expire-requests", 30, requests.sweep_shared, delay=30)
     periodic.add("release-memory", 60, release_free_memory, delay=60)
     return Services(

@@ -21,6 +21,7 @@ from symvault.caching.keys import GLOBAL_SCOPE, CacheKey
 from symvault.config import CacheConfig
 from symvault.metrics import Metrics
 from tests.support.clock import ManualClock
+from tests.support.server import ServerProcess
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 RULES = expiry_rules(CacheConfig())  # the defaults the command runs with
@@ -154,3 +155,28 @@ def test_repeat_removes_what_expired_then_keeps_running(
     assert [path for path in prepared.expired if path.exists()] == []
     assert all(path.exists() for path in prepared.kept)
     assert not (prepared.root / "cficaches" / "v99").exists()
+
+
+def test_servers_clean_up_in_the_background(data_dir: Path, prepared: PreparedCache) -> None:
+    """Each server runs the cleanup every `caches.cleanup_interval`, in a child process."""
+    servers = [ServerProcess(data_dir, {"caches": {"cleanup_interval": "1s"}}) for _ in range(2)]
+    for server in servers:
+        server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(path.exists() for path in prepared.expired):
+            time.sleep(0.2)
+        assert not [path for path in prepared.expired if path.exists()]
+        assert all(path.exists() for path in prepared.kept)
+        texts = []
+        for server in servers:
+            with server.client() as client:
+                texts.append(client.get("/metrics").text)
+        metrics = "\n".join(texts)
+        assert 'symvault_cache_evictions_total{kind="symcaches"}' in metrics
+        for server in servers:
+            assert server.process is not None
+            assert server.process.poll() is None
+    finally:
+        for server in servers:
+            server.stop()
