@@ -1212,7 +1212,21 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         "filesystem": " ".join(filesystem[0].split()) if filesystem else "unknown",
         "symvault_commit": commit,
         "uncommitted_src": _uncommitted_src_fingerprint(),
+        "python_loop_seconds": python_loop_seconds(),
     }
+
+
+def python_loop_seconds(iterations: int = 10_000_000) -> float:
+    """Seconds this machine takes for a plain Python loop, best of three: a yardstick
+    for comparing results taken at different times (this VM's speed drifts)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for number in range(iterations):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
 
 
 def _git(*args: str) -> str:

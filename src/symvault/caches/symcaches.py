@@ -20,7 +20,7 @@ from symvault.caches.object_meta import ObjectInfo
 from symvault.caches.search import Purpose
 from symvault.caching.cacher import CacheVersions
 from symvault.caching.entries import CacheEntry, EntryStatus
-from symvault.caching.memo import Memo
+from symvault.memo import Memo
 
 __all__ = [
     "SYMCACHE_VERSIONS",

@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from symvault.memo import Memo
 from symvault.model.sources import SourceConfig
 
 __all__ = [
@@ -209,9 +210,8 @@ class _SourcesMemo:
     """
 
     def __init__(self, capacity: int = 256) -> None:
-        self._capacity = capacity
         self._adapter: TypeAdapter[tuple[SourceConfig, ...]] = TypeAdapter(tuple[SourceConfig, ...])
-        self._known: dict[bytes, tuple[SourceConfig, ...]] = {}
+        self._known: Memo[bytes, tuple[SourceConfig, ...]] = Memo(capacity)
 
     def parse(self, raw: list[Any]) -> tuple[SourceConfig, ...]:
         """Raises pydantic's `ValidationError`."""
@@ -223,9 +223,7 @@ class _SourcesMemo:
         if known is not None:
             return known
         sources = self._adapter.validate_python(raw)
-        if len(self._known) >= self._capacity:
-            self._known.clear()
-        self._known[key] = sources
+        self._known.put(key, sources)
         return sources
 
 

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from symvault.caches.symcaches import Location
-from symvault.caching.memo import Memo
+from symvault.memo import Memo
 from symvault.model.symbolication import RawFrame
 from symvault.symbolication.demangle import Demangler
 from symvault.symbolication.modules import Module

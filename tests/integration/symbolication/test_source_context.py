@@ -58,6 +58,21 @@ def expected_context(path: str, lineno: int) -> dict[str, Any]:
     return {key: value for key, value in context.items() if value}
 
 
+def make_bundle(server: ServerProcess, fixtures: dict[str, Any], out_dir: Path) -> Path:
+    """A source bundle of crash.debug, made by `sentry-cli debug-files bundle-sources`."""
+    assert server.token is not None
+    made = SentryCli(server.url, server.token).run(
+        "debug-files",
+        "bundle-sources",
+        str(fixture_path(fixtures, "crash_elf_debug")),
+        "-o",
+        str(out_dir),
+    )
+    assert made.returncode == 0, made.stderr
+    (bundle,) = out_dir.glob("*.src.zip")
+    return bundle
+
+
 @pytest.fixture(scope="module")
 def include_sources_project(server: ServerProcess, fixtures: dict[str, Any]) -> str:
     """crash and crash.debug uploaded with `--include-sources`."""
@@ -75,18 +90,7 @@ def bundle_project(
     server: ServerProcess, fixtures: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> str:
     """crash.debug and a bundle made by `sentry-cli debug-files bundle-sources`."""
-    assert server.token is not None
-    out_dir = tmp_path_factory.mktemp("bundle")
-    cli = SentryCli(server.url, server.token)
-    made = cli.run(
-        "debug-files",
-        "bundle-sources",
-        str(fixture_path(fixtures, "crash_elf_debug")),
-        "-o",
-        str(out_dir),
-    )
-    assert made.returncode == 0, made.stderr
-    (bundle,) = out_dir.glob("*.src.zip")
+    bundle = make_bundle(server, fixtures, tmp_path_factory.mktemp("bundle"))
     return upload(server, fixtures, "sym-bundle-sources", ("crash_elf_debug",), paths=(bundle,))
 
 
@@ -169,17 +173,7 @@ def test_bundle_next_to_the_debug_file_on_a_symbol_server(
     tmp_path: Path,
 ) -> None:
     """A `.src.zip` where the source's layout puts it, beside the debug file."""
-    assert configured_server.token is not None
-    cli = SentryCli(configured_server.url, configured_server.token)
-    made = cli.run(
-        "debug-files",
-        "bundle-sources",
-        str(fixture_path(fixtures, "crash_elf_debug")),
-        "-o",
-        str(tmp_path),
-    )
-    assert made.returncode == 0, made.stderr
-    (bundle,) = tmp_path.glob("*.src.zip")
+    bundle = make_bundle(configured_server, fixtures, tmp_path)
     debug_path = "src-zip/" + native_debug_path(fixtures, "crash_elf")
     bundle_path = debug_path.removesuffix(".debug") + ".src.zip"
     symbol_server.put(debug_path, fixture_path(fixtures, "crash_elf_debug").read_bytes())

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from symvault.caching.memo import Memo
+from symvault.memo import Memo
 
 
 def test_remembers_until_full_then_starts_over() -> None:
