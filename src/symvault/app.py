@@ -135,7 +135,7 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         interval = config.caches.cleanup_interval.total_seconds()
         periodic.add("cache-cleanup", interval, caches.cleanup_in_child, delay=min(interval, 300))
     periodic.add("expire-requests", 30, requests.sweep_shared, delay=30)
-    periodic.add("release-memory", 60, release_free_memory, delay=60)
+    periodic.add("release-memory", 10, release_free_memory, delay=10)
     return Services(
         config=config,
         db=db,
