@@ -94,6 +94,11 @@ class Symcache:
         # mapped by its lookups, whose entries just wait for the memo's next reset.
         self._token = token
 
+    @property
+    def identity(self) -> int:
+        """A number no other symcache opened by this process has."""
+        return self._token
+
     def lookup(self, address: int) -> tuple[Location, ...]:
         key = (self._token, address)
         known = self._memo.get(key)

@@ -38,6 +38,7 @@ __all__ = [
     "lookup_address",
     "previous_instruction",
     "symbolicated_frames",
+    "with_original_index",
 ]
 
 _SIGNALS_AT_FAULTING_INSTRUCTION = frozenset({4, 10, 11})  # SIGILL, SIGBUS, SIGSEGV
@@ -165,18 +166,16 @@ _SYMBOLICATED = FrameStatus.SYMBOLICATED.value
 
 
 class LocationRenderer:
-    """Renders what an output frame gets from a lookup, and remembers it: the same
-    return addresses come back in crash after crash, so a warm frame costs a
-    dictionary look-up and a copy."""
+    """Renders output frames, and remembers them: the same return addresses come back
+    in crash after crash, so a warm frame costs a dictionary look-up and a copy."""
 
     def __init__(self, demangler: Demangler, capacity: int = 8192) -> None:
         self._demangler = demangler
         # Half a kilobyte to two an entry: `capacity` bounds them to tens of megabytes.
         self._rendered: Memo[Location, dict[str, Any]] = Memo(capacity)
-        # (id of the lookup's result, frame and module fields the output depends on)
-        # -> (that result, the output frames with original_index still to be set).
-        self._frames: Memo[tuple[Any, ...], tuple[tuple[Location, ...], list[dict[str, Any]]]]
-        self._frames = Memo(capacity)
+        # Everything a frame's output depends on -> the output frames, with
+        # `original_index` still to be set (empty: nothing at the address).
+        self._frames: Memo[tuple[Any, ...], list[dict[str, Any]]] = Memo(capacity)
 
     def render(self, location: Location) -> dict[str, Any]:
         """The fields a function found at an address gives a frame."""
@@ -198,35 +197,52 @@ class LocationRenderer:
         return rendered
 
     def frames(
-        self, frame: RawFrame, module: Module, relative: int, locations: tuple[Location, ...]
+        self, frame: RawFrame, module: Module, index: int, context: ThreadContext
     ) -> list[dict[str, Any]]:
-        """The output frames of a lookup, with `original_index` still to be set
-        (shared: copy before changing them)."""
-        # A lookup's result is one remembered tuple per address of a symcache, so its
-        # identity (checked against the tuple kept with the value) stands for it.
+        """The output frames of `frame` in a module with a symcache, innermost first,
+        `original_index` still to be set; empty if the symcache has nothing there.
+
+        Shared with later requests: copy before changing (`with_original_index`)."""
+        handle = module.handle
+        assert handle is not None
+        # The crashing frame's address also depends on the signal and the IP register.
+        crashing = None
+        if index == 0:
+            register = ip_register(handle.arch)
+            crashing = (context.signal, context.registers.get(register) if register else None)
         key = (
-            id(locations),
-            relative,
+            handle.identity,
             module.image_addr,
             module.index,
             module.raw.code_file,
-            frame.platform,
+            frame.instruction_addr,
+            frame.addr_mode,
             frame.adjust_instruction_addr,
+            frame.platform,
             frame.function_id,
             frame.trust,
             frame.filename,
             frame.abs_path,
+            context.default_adjustment,
+            crashing,
         )
         known = self._frames.get(key)
-        if known is not None and known[0] is locations:
-            return known[1]
-        tails = self._render_frames(frame, module, relative, locations)
-        self._frames.put(key, (locations, tails))
-        return tails
+        if known is not None:
+            return known
+        relative = lookup_address(frame, module, index, context, handle.arch)
+        locations = handle.lookup(relative) if relative is not None else ()
+        rendered = (
+            self.render_frames(frame, module, relative, locations)
+            if relative is not None and locations
+            else []
+        )
+        self._frames.put(key, rendered)
+        return rendered
 
-    def _render_frames(
+    def render_frames(
         self, frame: RawFrame, module: Module, relative: int, locations: tuple[Location, ...]
     ) -> list[dict[str, Any]]:
+        """The output frames of the functions found at `relative` (not remembered)."""
         head: dict[str, Any] = {"status": _SYMBOLICATED, "original_index": None}
         if frame.platform is not None:
             head["platform"] = frame.platform
@@ -261,6 +277,16 @@ class LocationRenderer:
         return frames
 
 
+def with_original_index(shared: list[dict[str, Any]], original_index: int) -> list[dict[str, Any]]:
+    """Copies of rendered frames for one input frame (a copy keeps the key order)."""
+    frames = []
+    for rendered in shared:
+        output = rendered.copy()
+        output["original_index"] = original_index
+        frames.append(output)
+    return frames
+
+
 def symbolicated_frames(
     frame: RawFrame,
     original_index: int,
@@ -270,12 +296,9 @@ def symbolicated_frames(
     renderer: LocationRenderer,
 ) -> list[dict[str, Any]]:
     """The output frames of a successful lookup, innermost first."""
-    frames = []
-    for shared in renderer.frames(frame, module, relative, locations):
-        output = shared.copy()  # a copy keeps the key order: only the value changes
-        output["original_index"] = original_index
-        frames.append(output)
-    return frames
+    return with_original_index(
+        renderer.render_frames(frame, module, relative, locations), original_index
+    )
 
 
 def failed_frame(

@@ -45,8 +45,7 @@ from symvault.symbolication.native import (
     LocationRenderer,
     ThreadContext,
     failed_frame,
-    lookup_address,
-    symbolicated_frames,
+    with_original_index,
 )
 from symvault.symbolication.source_context import apply_context
 
@@ -275,17 +274,14 @@ class Symbolicator:
                 else FrameStatus.MISSING
             )
             return [failed_frame(frame, original_index, status, module, self._demangler)]
-        relative = lookup_address(frame, module, index, context, module.handle.arch)
-        locations = module.handle.lookup(relative) if relative is not None else ()
-        if relative is None or not locations:
+        rendered = self._renderer.frames(frame, module, index, context)
+        if not rendered:
             return [
                 failed_frame(
                     frame, original_index, FrameStatus.MISSING_SYMBOL, module, self._demangler
                 )
             ]
-        return symbolicated_frames(
-            frame, original_index, module, relative, locations, self._renderer
-        )
+        return with_original_index(rendered, original_index)
 
     # Fetching
 

@@ -7,12 +7,14 @@ every architecture symbolic names, many addresses and signals.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
 import symbolic
 
-from symvault.caches.symcaches import Location
+from symvault.caches.symcaches import Location, Symcache
+from symvault.memo import Memo
 from symvault.model.symbolication import RawFrame, RawModule
 from symvault.symbolication.demangle import Demangler
 from symvault.symbolication.modules import Module, ModuleTable
@@ -27,7 +29,9 @@ from symvault.symbolication.native import (
     lookup_address,
     previous_instruction,
     symbolicated_frames,
+    with_original_index,
 )
+from tests.conftest import fixture_path
 
 #: Architectures as symcaches name them (symbolic's canonical names).
 ARCHES = (
@@ -275,34 +279,79 @@ class TestSymbolicatedFrames:
         assert output["filename"] == "main.c"
         assert output["abs_path"] == "C:\\src\\dir\\main.c"
 
-    def test_remembered_frames_are_fresh_copies(self) -> None:
+
+class TestRememberedFrames:
+    """`LocationRenderer.frames`: lookups in a real symcache of crash.debug, remembered."""
+
+    @pytest.fixture
+    def crash(self, fixtures: dict[str, Any], tmp_path: Path) -> Module:
+        debug_file = fixture_path(fixtures, "crash_elf_debug")
+        obj = next(symbolic.Archive.open(str(debug_file)).iter_objects())
+        path = tmp_path / "crash.symcache"
+        with path.open("wb") as out:
+            obj.make_symcache().dump_into(out)
+        loaded = module(BASE)
+        loaded.handle = Symcache(symbolic.SymCache.open(str(path)), Memo(100), token=1)
+        return loaded
+
+    @staticmethod
+    def probe(fixtures: dict[str, Any]) -> int:
+        return BASE + int(fixtures["probes"]["crash_elf"][0]["return_address"], 16)
+
+    def test_the_same_frames_as_a_lookup(self, crash: Module, fixtures: dict[str, Any]) -> None:
         renderer = LocationRenderer(Demangler())
-        locations = (location("_Z5innerv", 3), location("_Z5outerv", 10))
-        first = symbolicated_frames(
-            frame(BASE + 0x105), 1, module(BASE), 0x104, locations, renderer
-        )
+        sent = frame(self.probe(fixtures))
+        first = renderer.frames(sent, crash, 1, context())
+        again = renderer.frames(sent, crash, 1, context())
+        assert again is first  # remembered
+        expected = fixtures["probes"]["crash_elf"][0]["frames"]
+        assert [f["function"] for f in first] == [f["function"] for f in expected]
+        relative = lookup_address(sent, crash, 1, context(), "x86_64")
+        assert relative is not None
+        assert crash.handle is not None
+        direct = renderer.render_frames(sent, crash, relative, crash.handle.lookup(relative))
+        assert first == direct
+
+    def test_copies_carry_the_index_and_leave_the_memory_alone(
+        self, crash: Module, fixtures: dict[str, Any]
+    ) -> None:
+        renderer = LocationRenderer(Demangler())
+        sent = frame(self.probe(fixtures))
+        first = with_original_index(renderer.frames(sent, crash, 1, context()), 1)
         first[0]["context_line"] = "changed by a later step"
-        second = symbolicated_frames(
-            frame(BASE + 0x105), 7, module(BASE), 0x104, locations, renderer
-        )
-        assert [f["original_index"] for f in second] == [7, 7]
+        second = with_original_index(renderer.frames(sent, crash, 1, context()), 7)
+        assert {f["original_index"] for f in second} == {7}
         assert "context_line" not in second[0]
         assert list(second[0]) == [key for key in first[0] if key != "context_line"]
 
-    def test_remembered_frames_follow_the_frame_and_the_module(self) -> None:
+    def test_what_the_output_depends_on_is_part_of_the_key(
+        self, crash: Module, fixtures: dict[str, Any]
+    ) -> None:
         renderer = LocationRenderer(Demangler())
-        locations = (location("f", 3),)
-        plain = symbolicated_frames(frame(BASE + 5), 0, module(BASE), 4, locations, renderer)
-        scanned = symbolicated_frames(
-            frame(BASE + 5, trust="scan"), 0, module(BASE), 4, locations, renderer
-        )
-        moved = symbolicated_frames(
-            frame(2 * BASE + 5), 0, module(2 * BASE), 4, locations, renderer
-        )
-        assert "trust" not in plain[0]
+        address = self.probe(fixtures)
+        caller = renderer.frames(frame(address), crash, 1, context())
+        crashing = renderer.frames(frame(address), crash, 0, context())
+        scanned = renderer.frames(frame(address, trust="scan"), crash, 1, context())
+        exact = renderer.frames(frame(address), crash, 1, context(default=Adjustment.NO))
+        moved = module(2 * BASE)
+        moved.handle = crash.handle
+        elsewhere = renderer.frames(frame(address - BASE + 2 * BASE), moved, 1, context())
+        assert caller[0]["instruction_addr"] == hex(address - 1)
+        assert crashing[0]["instruction_addr"] == hex(address)  # looked up where it points
+        assert exact[0]["instruction_addr"] == hex(address)
+        assert "trust" not in caller[0]
         assert scanned[0]["trust"] == "scan"
-        assert moved[0]["instruction_addr"] == hex(2 * BASE + 4)
-        assert plain[0]["instruction_addr"] == hex(BASE + 4)
+        assert elsewhere[0]["instruction_addr"] == hex(address - BASE + 2 * BASE - 1)
+        # A faulting crashing frame whose IP register points elsewhere: the call before.
+        faulting = context(signal=11, registers={"rip": 1})
+        assert renderer.frames(frame(address), crash, 0, faulting)[0]["instruction_addr"] == (
+            hex(address - 1)
+        )
+
+    def test_nothing_at_an_address_is_remembered_too(self, crash: Module) -> None:
+        renderer = LocationRenderer(Demangler())
+        assert renderer.frames(frame(BASE + 0x11), crash, 1, context()) == []  # ELF headers
+        assert renderer.frames(frame(BASE - 1), crash, 1, context()) == []
 
 
 class TestFailedFrame:
