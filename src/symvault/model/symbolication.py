@@ -176,6 +176,8 @@ class RequestError(ValueError):
 
 def parse_request(body: Any) -> SymbolicateRequest:
     """Validates a decoded `/symbolicate` body; raises `RequestError`."""
+    if isinstance(body, dict) and isinstance(body.get("stacktraces"), list):
+        body = {**body, "stacktraces": [_FRAMES.resolve(raw) for raw in body["stacktraces"]]}
     problems: list[str] = []
     sources: tuple[SourceConfig, ...] | None = None
     if isinstance(body, dict) and isinstance(body.get("sources"), list):
@@ -228,3 +230,51 @@ class _SourcesMemo:
 
 
 _REQUEST_SOURCES = _SourcesMemo()
+
+
+#: Types of frame values a remembered frame may be found by (not lists, not floats).
+_REMEMBERED_VALUE_TYPES = frozenset({str, int, bool, type(None)})
+
+
+class _FramesMemo:
+    """Validated frames by their fields: the same frames come back in crash after
+    crash, and validating one costs more than looking it up."""
+
+    def __init__(self, capacity: int = 16384) -> None:
+        self._known: Memo[tuple[Any, ...], RawFrame] = Memo(capacity)
+
+    def resolve(self, stacktrace: Any) -> Any:
+        """`stacktrace` with the frames known or valid as `RawFrame`s; frames that are
+        not valid stay as they came, for the request's validation to name their fault."""
+        if not isinstance(stacktrace, dict):
+            return stacktrace
+        frames = stacktrace.get("frames")
+        if not isinstance(frames, list) or len(frames) > MAX_FRAMES:
+            return stacktrace
+        resolved: list[Any] = []
+        for frame in frames:
+            if not isinstance(frame, dict):
+                resolved.append(frame)
+                continue
+            key: tuple[Any, ...] = tuple(frame.items())
+            types = {type(value) for _, value in key}
+            if not types <= _REMEMBERED_VALUE_TYPES:
+                resolved.append(frame)  # a list or a float in it: validated every time
+                continue
+            if bool in types:
+                # `True == 1`: where the booleans are is part of the key, or a frame
+                # with `"lineno": true` would find one validated with `"lineno": 1`.
+                key += (tuple(type(value) is bool for _, value in key),)
+            known = self._known.get(key)
+            if known is None:
+                try:
+                    known = RawFrame.model_validate(frame)
+                except ValidationError:
+                    resolved.append(frame)
+                    continue
+                self._known.put(key, known)
+            resolved.append(known)
+        return {**stacktrace, "frames": resolved}
+
+
+_FRAMES = _FramesMemo()

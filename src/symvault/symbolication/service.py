@@ -34,6 +34,7 @@ from symvault.caches.sourcebundles import SourceBundle
 from symvault.caches.symcaches import SymcacheHandles
 from symvault.caching.entries import EntryStatus
 from symvault.logs import log_event
+from symvault.model.objects import ObjectType
 from symvault.model.sources import SourceConfig
 from symvault.model.symbolication import RawFrame, RawStacktrace, SymbolicateRequest
 from symvault.sources.base import source_applies
@@ -67,6 +68,9 @@ _DEBUG_STATUS = {
     EntryStatus.MALFORMED: "malformed",
     EntryStatus.UNSUPPORTED: "unsupported",
 }
+#: Module types whose frames no debug file here can resolve: .NET modules need the
+#: IL offsets of portable PDBs, which symbolic's Python API does not read.
+_UNSUPPORTED_TYPES = frozenset({ObjectType.PE_DOTNET})
 _FRAME_KEYS = (
     "status",
     "original_index",
@@ -296,6 +300,8 @@ class Symbolicator:
         """Applies what is remembered; returns the fetches of the other modules."""
         fetches: Fetches = []
         for module in modules:
+            if module.object_type in _UNSUPPORTED_TYPES:
+                continue  # nothing here could look its addresses up: fetch nothing
             remembered = cache.remembered(module.object_id, sources, scope)
             if remembered is None:
                 fetches.append(
@@ -323,8 +329,14 @@ class Symbolicator:
         try:
             result = cache.fetch(module.object_id, sources, scope)
         except Exception:
+            # A failure of this service rather than of a source (a broken cache
+            # directory, say): the module reports `other`, the request goes on.
             logger.exception("symbolicate.fetch_failed kind=%s module=%s", kind, module.index)
-            result = DerivedResult(EntryStatus.ERROR, None, None, detail="internal error")
+            if kind == "sources":
+                module.sources = DerivedResult(EntryStatus.ERROR, None, None, detail="internal")
+            else:
+                module.internal_error = True
+            return
         self._apply(module, result, kind)
 
     def _apply(self, module: Module, result: DerivedResult, kind: str) -> None:
@@ -373,7 +385,9 @@ class Symbolicator:
             # Also a module whose frames were all left out: with source context, modules
             # are judged by the output frames (as in Symbolicator).
             status = "unused"
-        elif result is None:
+        elif module.object_type in _UNSUPPORTED_TYPES:
+            status = "unsupported"
+        elif result is None or module.internal_error:
             status = "other"
         else:
             status = _DEBUG_STATUS.get(result.status, "other")

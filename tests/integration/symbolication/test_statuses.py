@@ -7,6 +7,7 @@ the locations the server was asked for, each with what happened there.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,71 @@ def test_no_sources_means_missing(client: httpx.Client, fixtures: dict[str, Any]
     (module,) = result["modules"]
     assert module["debug_status"] == "missing"
     assert "candidates" not in module
+
+
+def test_dotnet_modules_are_unsupported(
+    client: httpx.Client, symbol_server: SymbolServer, fixtures: dict[str, Any], prefix: str
+) -> None:
+    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
+    body = {
+        "sources": [http_source(symbol_server, prefix)],
+        "modules": [
+            module_of(fixtures, "crash_pe", OTHER_BASE, type="pe_dotnet"),
+            module_of(fixtures, "crash_elf", BASE),
+        ],
+        "stacktraces": [
+            {
+                "frames": [
+                    {"instruction_addr": hex(OTHER_BASE + 0x1010)},
+                    crash_frame(fixtures, "crash_elf", BASE),
+                ]
+            }
+        ],
+        "options": {"dif_candidates": True},
+    }
+    result = symbolicate(client, body)
+    dotnet, native = result["modules"]
+    assert dotnet["debug_status"] == "unsupported"
+    assert dotnet.get("candidates", []) == []
+    assert native["debug_status"] == "found"
+    frames = result["stacktraces"][0]["frames"]
+    assert [frame["status"] for frame in frames] == ["missing", "symbolicated"]
+    # Nothing was looked for on behalf of the .NET module.
+    asked = [path for path in symbol_server.hits if path.startswith(prefix + "/")]
+    elf_folder = f"{prefix}/{crash_debug(fixtures).split('/')[0]}/"
+    assert asked
+    assert [path for path in asked if not path.startswith(elf_folder)] == []
+
+
+def test_a_failure_inside_the_service_is_other_and_not_remembered(
+    tmp_path: Path, symbol_server: SymbolServer, fixtures: dict[str, Any], prefix: str
+) -> None:
+    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
+    server = ServerProcess(tmp_path / "data", {"connect_to_reserved_ips": True})
+    server.start()
+    try:
+        # Symcaches can no longer be written: their directory is now a file.
+        symcaches = tmp_path / "data" / "cache" / "symcaches"
+        shutil.rmtree(symcaches, ignore_errors=True)
+        symcaches.write_bytes(b"not a directory")
+        body = {
+            "sources": [http_source(symbol_server, prefix)],
+            "modules": [module_of(fixtures, "crash_elf", BASE)],
+            "stacktraces": [{"frames": [crash_frame(fixtures, "crash_elf", BASE)]}],
+        }
+        with server.client() as client:
+            result = symbolicate(client, body)
+            assert result["modules"][0]["debug_status"] == "other"
+            assert result["stacktraces"][0]["frames"][0]["status"] == "missing"
+            assert "symbolicate.fetch_failed" in server.log()
+
+            symcaches.unlink()
+            symcaches.mkdir()
+            again = symbolicate(client, body)
+            assert again["modules"][0]["debug_status"] == "found"
+            assert again["stacktraces"][0]["frames"][0]["status"] == "symbolicated"
+    finally:
+        server.stop()
 
 
 def test_candidates_across_sources(

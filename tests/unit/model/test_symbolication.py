@@ -247,3 +247,47 @@ def test_errors_list_every_problem_up_to_ten() -> None:
     problems = str(caught.value).split("; ")
     assert len(problems) == 10
     assert problems[0].startswith("stacktraces.0.frames.0.")
+
+
+class TestRememberedFrames:
+    """Frames seen before are found, not validated again; what was invalid stays so."""
+
+    def test_the_same_frame_is_validated_once(self) -> None:
+        body = frame_request(addr_mode="rel:1", function="main", lineno=7)
+        first = parse_request(body).stacktraces[0].frames[0]
+        second = parse_request(frame_request(addr_mode="rel:1", function="main", lineno=7))
+        assert second.stacktraces[0].frames[0] is first
+        assert first.relative_module == 1
+        assert first.lineno == 7
+
+    def test_other_values_are_other_frames(self) -> None:
+        first = parse_request(frame_request(lineno=7)).stacktraces[0].frames[0]
+        other = parse_request(frame_request(lineno=8)).stacktraces[0].frames[0]
+        assert other is not first
+        assert other.lineno == 8
+
+    def test_a_boolean_does_not_find_a_frame_validated_with_an_integer(self) -> None:
+        # True == 1 in Python: the memo must still tell them apart.
+        assert parse_request(frame_request(lineno=1)).stacktraces[0].frames[0].lineno == 1
+        with pytest.raises(RequestError, match=r"^stacktraces\.0\.frames\.0\.lineno: "):
+            parse_request(frame_request(lineno=True))
+
+    def test_an_integer_does_not_find_a_frame_validated_with_a_boolean(self) -> None:
+        adjusted = parse_request(frame_request(adjust_instruction_addr=True))
+        assert adjusted.stacktraces[0].frames[0].adjust_instruction_addr is True
+        with pytest.raises(RequestError, match=r"adjust_instruction_addr: "):
+            parse_request(frame_request(adjust_instruction_addr=1))
+
+    def test_an_invalid_frame_among_known_ones_is_named(self) -> None:
+        known = {"instruction_addr": "0x1000"}
+        parse_request({"stacktraces": [{"frames": [known]}]})
+        body = {"stacktraces": [{"frames": [known, {"instruction_addr": "0x2", "trust": "x"}]}]}
+        with pytest.raises(RequestError, match=r"^stacktraces\.0\.frames\.1\.trust: "):
+            parse_request(body)
+
+    def test_frames_with_lists_are_validated_every_time(self) -> None:
+        body = frame_request(pre_context=["a", "b"], context_line="c")
+        first = parse_request(body).stacktraces[0].frames[0]
+        second = parse_request(body).stacktraces[0].frames[0]
+        assert first == second
+        assert first.pre_context == ("a", "b")
