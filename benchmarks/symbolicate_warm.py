@@ -17,9 +17,8 @@ Then, per connection count (1, 8, 32): `wrk` (one thread, Lua script posting the
 warms up for 3 s and runs for 15 s. From the server side: the request-duration histogram of
 `/symbolicate` on /metrics, before and after, of every worker process (server time per
 request = sum / count), and the CPU time of all server processes. Finally a sustained
-phase: 100 s of load with 8 connections, then the same 15 s measurement: the server keeps
-every result for `symbolication.request_retention` (90 s), and its cost per request grows
-with the number of results kept, so short phases flatter it (see the README's findings).
+phase: 100 s of load with 8 connections, then the same 15 s measurement, so that what
+builds up under long load (memos filling, allocator state) shows in the figures.
 
 Then in the benchmark process, with the server idle, on the same data directory:
 
