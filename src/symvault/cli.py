@@ -174,6 +174,7 @@ def _create_token(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cleanup(config: Config, dry_run: bool, repeat: str | None) -> int:
+    import signal
     import time
 
     from symvault.config import parse_duration
@@ -185,9 +186,22 @@ def _cleanup(config: Config, dry_run: bool, repeat: str | None) -> int:
 
     from symvault.app import STALE_STAGING_SECONDS, build_services
 
+    # With --repeat, SIGINT and SIGTERM end the loop between runs rather than
+    # wherever they land (inside a database call, say, whose locks they would leave
+    # taken); a second signal ends the process at once.
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        signal.signal(signum, signal.SIG_DFL)
+
+    if interval is not None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
+
     services = build_services(config)
     try:
-        while True:
+        while not stopping:
             report = services.caches.cleanup(dry_run=dry_run)
             print(report.summary(), flush=True)
             if not dry_run:
@@ -199,7 +213,10 @@ def _cleanup(config: Config, dry_run: bool, repeat: str | None) -> int:
                 )
             if interval is None:
                 return 0
-            time.sleep(interval)
+            deadline = time.monotonic() + interval
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return 130 if stopping[0] == signal.SIGINT else 0
     finally:
         services.caches.close()
         services.db.dispose()
