@@ -37,7 +37,6 @@ __all__ = [
     "ip_register",
     "lookup_address",
     "previous_instruction",
-    "symbolicated_frames",
     "with_original_index",
 ]
 
@@ -285,20 +284,6 @@ def with_original_index(shared: list[dict[str, Any]], original_index: int) -> li
         output["original_index"] = original_index
         frames.append(output)
     return frames
-
-
-def symbolicated_frames(
-    frame: RawFrame,
-    original_index: int,
-    module: Module,
-    relative: int,
-    locations: tuple[Location, ...],
-    renderer: LocationRenderer,
-) -> list[dict[str, Any]]:
-    """The output frames of a successful lookup, innermost first."""
-    return with_original_index(
-        renderer.render_frames(frame, module, relative, locations), original_index
-    )
 
 
 def failed_frame(

@@ -63,6 +63,11 @@ def file_of(fixtures: dict[str, Any], key: str) -> bytes:
     return Path(fixtures[key]["path"]).read_bytes()
 
 
+def serve_crash_debug(server: SymbolServer, fixtures: dict[str, Any], prefix: str) -> None:
+    """Puts crash's debug companion where the native layout looks for it."""
+    server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
+
+
 CASES = {
     # case: (what the server answers for crash.debug, module status, frame status,
     #        download status of that candidate)
@@ -152,7 +157,7 @@ def test_failed_conversion_marks_its_candidate(
 def test_every_frame_status_in_one_request(
     client: httpx.Client, symbol_server: SymbolServer, fixtures: dict[str, Any], prefix: str
 ) -> None:
-    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
+    serve_crash_debug(symbol_server, fixtures, prefix)
     body = {
         "sources": [http_source(symbol_server, prefix)],
         "modules": [
@@ -216,7 +221,7 @@ def test_no_sources_means_missing(client: httpx.Client, fixtures: dict[str, Any]
 def test_dotnet_modules_are_unsupported(
     client: httpx.Client, symbol_server: SymbolServer, fixtures: dict[str, Any], prefix: str
 ) -> None:
-    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
+    serve_crash_debug(symbol_server, fixtures, prefix)
     body = {
         "sources": [http_source(symbol_server, prefix)],
         "modules": [
@@ -250,7 +255,7 @@ def test_dotnet_modules_are_unsupported(
 def test_a_failure_inside_the_service_is_other_and_not_remembered(
     tmp_path: Path, symbol_server: SymbolServer, fixtures: dict[str, Any], prefix: str
 ) -> None:
-    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
+    serve_crash_debug(symbol_server, fixtures, prefix)
     server = ServerProcess(tmp_path / "data", {"connect_to_reserved_ips": True})
     server.start()
     try:
@@ -287,7 +292,7 @@ def test_candidates_across_sources(
 ) -> None:
     """A store with no files for the module is listed as such; the HTTP source that has
     the file is used; candidates are sorted by source id, then location."""
-    symbol_server.put(f"{prefix}/{crash_debug(fixtures)}", file_of(fixtures, "crash_elf_debug"))
+    serve_crash_debug(symbol_server, fixtures, prefix)
     body = {
         "sources": [
             store_source("default", "nothing-uploaded", "a-store"),

@@ -28,10 +28,24 @@ from symvault.symbolication.native import (
     ip_register,
     lookup_address,
     previous_instruction,
-    symbolicated_frames,
     with_original_index,
 )
 from tests.conftest import fixture_path
+
+
+def symbolicated_frames(
+    frame: RawFrame,
+    original_index: int,
+    module: Module,
+    relative: int,
+    locations: tuple[Location, ...],
+    renderer: LocationRenderer,
+) -> list[dict[str, Any]]:
+    """The output frames of a lookup, as the service gives them for one input frame."""
+    return with_original_index(
+        renderer.render_frames(frame, module, relative, locations), original_index
+    )
+
 
 #: Architectures as symcaches name them (symbolic's canonical names).
 ARCHES = (
