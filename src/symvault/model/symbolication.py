@@ -204,6 +204,10 @@ def _problems(exc: ValidationError, prefix: str | None = None) -> list[str]:
     return problems
 
 
+#: Source lists longer than this (as JSON) are validated every time.
+_REMEMBERED_SOURCES_JSON = 16 * 1024
+
+
 class _SourcesMemo:
     """Validated source lists by their JSON text, a bounded number of them.
 
@@ -225,7 +229,8 @@ class _SourcesMemo:
         if known is not None:
             return known
         sources = self._adapter.validate_python(raw)
-        self._known.put(key, sources)
+        if len(key) <= _REMEMBERED_SOURCES_JSON:  # so that 256 entries stay a few MiB
+            self._known.put(key, sources)
         return sources
 
 
@@ -234,6 +239,11 @@ _REQUEST_SOURCES = _SourcesMemo()
 
 #: Types of frame values a remembered frame may be found by (not lists, not floats).
 _REMEMBERED_VALUE_TYPES = frozenset({str, int, bool, type(None)})
+#: Frames with more fields or text than this are validated every time: the memo's
+#: keys are the frames themselves, and its entry count bounds its memory only if
+#: every entry is small (about 30 MiB when full).
+_REMEMBERED_FIELDS = 20
+_REMEMBERED_TEXT = 512
 
 
 class _FramesMemo:
@@ -256,10 +266,15 @@ class _FramesMemo:
             if not isinstance(frame, dict):
                 resolved.append(frame)
                 continue
+            if len(frame) > _REMEMBERED_FIELDS:
+                resolved.append(frame)
+                continue
             key: tuple[Any, ...] = tuple(frame.items())
             types = {type(value) for _, value in key}
-            if not types <= _REMEMBERED_VALUE_TYPES:
-                resolved.append(frame)  # a list or a float in it: validated every time
+            if not types <= _REMEMBERED_VALUE_TYPES or (
+                sum(len(value) for _, value in key if type(value) is str) > _REMEMBERED_TEXT
+            ):
+                resolved.append(frame)  # a list, a float or long texts: validated every time
                 continue
             if bool in types:
                 # `True == 1`: where the booleans are is part of the key, or a frame

@@ -162,6 +162,9 @@ def _base(frame: RawFrame, status: FrameStatus, original_index: int) -> dict[str
 
 
 _SYMBOLICATED = FrameStatus.SYMBOLICATED.value
+#: Output frames are remembered only for frames and modules with at most this much
+#: text of the client's (file names, code file).
+_REMEMBERED_CLIENT_TEXT = 1024
 
 
 class LocationRenderer:
@@ -235,7 +238,11 @@ class LocationRenderer:
             if relative is not None and locations
             else []
         )
-        self._frames.put(key, rendered)
+        # The key holds the client's texts: long ones would make the entry count no
+        # bound on the memory the memo holds.
+        client_text = len(frame.filename or "") + len(frame.abs_path or "")
+        if client_text + len(module.raw.code_file or "") <= _REMEMBERED_CLIENT_TEXT:
+            self._frames.put(key, rendered)
         return rendered
 
     def render_frames(

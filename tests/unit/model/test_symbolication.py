@@ -291,3 +291,34 @@ class TestRememberedFrames:
         second = parse_request(body).stacktraces[0].frames[0]
         assert first == second
         assert first.pre_context == ("a", "b")
+
+    def test_large_frames_are_not_remembered(self) -> None:
+        # The memo's size is bounded by its entry count: a client sending long names
+        # must not fill it with megabytes per entry.
+        body = frame_request(function="f" * 100_000)
+        first = parse_request(body).stacktraces[0].frames[0]
+        second = parse_request(body).stacktraces[0].frames[0]
+        assert first == second
+        assert first is not second
+        many = frame_request(**{f"extra_{n}": n for n in range(50)})
+        assert (
+            parse_request(many).stacktraces[0].frames[0]
+            is not (parse_request(many).stacktraces[0].frames[0])
+        )
+
+
+class TestRememberedSources:
+    def test_a_source_list_seen_before_is_not_validated_again(self) -> None:
+        sources = [{"type": "http", "id": "s", "url": "http://symbols.example.com/"}]
+        first = parse_request({"sources": sources}).sources
+        assert parse_request({"sources": sources}).sources is first
+
+    def test_long_source_lists_are_not_remembered(self) -> None:
+        headers = {f"x-header-{n}": "v" * 100 for n in range(300)}
+        sources = [
+            {"type": "http", "id": "s", "url": "http://symbols.example.com/", "headers": headers}
+        ]
+        first = parse_request({"sources": sources}).sources
+        second = parse_request({"sources": sources}).sources
+        assert first == second
+        assert second is not first

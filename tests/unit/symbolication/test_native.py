@@ -367,6 +367,17 @@ class TestRememberedFrames:
         assert renderer.frames(frame(BASE + 0x11), crash, 1, context()) == []  # ELF headers
         assert renderer.frames(frame(BASE - 1), crash, 1, context()) == []
 
+    def test_frames_with_long_client_texts_are_not_remembered(
+        self, crash: Module, fixtures: dict[str, Any]
+    ) -> None:
+        renderer = LocationRenderer(Demangler())
+        sent = frame(self.probe(fixtures), abs_path="/" + "d" * 100_000)
+        first = renderer.frames(sent, crash, 1, context())
+        again = renderer.frames(sent, crash, 1, context())
+        assert first == again
+        assert again is not first
+        assert first[0]["function"] == fixtures["probes"]["crash_elf"][0]["frames"][0]["function"]
+
 
 class TestFailedFrame:
     def test_keeps_the_input(self) -> None:
