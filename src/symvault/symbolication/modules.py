@@ -71,8 +71,6 @@ class Module:
     handle: Symcache | None = None
     """The mapped symcache, when one was found."""
     extra_candidates: list[Any] = field(default_factory=list)
-    internal_error: bool = False
-    """Looking for its debug file failed inside this service (not at a source)."""
 
     @property
     def object_id(self) -> ObjectId:

@@ -330,12 +330,11 @@ class Symbolicator:
             result = cache.fetch(module.object_id, sources, scope)
         except Exception:
             # A failure of this service rather than of a source (a broken cache
-            # directory, say): the module reports `other`, the request goes on.
+            # directory, say): the request goes on; a module whose symcache result
+            # stays None reports `other`.
             logger.exception("symbolicate.fetch_failed kind=%s module=%s", kind, module.index)
             if kind == "sources":
                 module.sources = DerivedResult(EntryStatus.ERROR, None, None, detail="internal")
-            else:
-                module.internal_error = True
             return
         self._apply(module, result, kind)
 
@@ -387,7 +386,7 @@ class Symbolicator:
             status = "unused"
         elif module.object_type in _UNSUPPORTED_TYPES:
             status = "unsupported"
-        elif result is None or module.internal_error:
+        elif result is None:  # its lookup failed inside this service
             status = "other"
         else:
             status = _DEBUG_STATUS.get(result.status, "other")
