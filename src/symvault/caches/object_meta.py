@@ -24,8 +24,9 @@ from symvault.sources.base import RemoteFile
 __all__ = ["OBJECT_META_VERSIONS", "ObjectInfo", "ObjectMeta", "ObjectMetas"]
 
 #: Versions of object metadata entries, newest first:
-#: 1 - debug id, code id, arch, format, kind and features of every object in the file.
-OBJECT_META_VERSIONS = CacheVersions(current=1)
+#: 1 - debug id, code id, arch, format, kind and features of every object in the file;
+#: 2 - keyed like the downloaded files (objects version 2): one directory per source.
+OBJECT_META_VERSIONS = CacheVersions(current=2)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ from symvault.sources.decompress import UnpackError, unpack
 __all__ = ["OBJECTS_VERSIONS", "FetchedObject", "ObjectFiles", "object_key"]
 
 #: Versions of downloaded-file entries, newest first:
-#: 1 - files as downloaded and unpacked.
-OBJECTS_VERSIONS = CacheVersions(current=1)
+#: 1 - files as downloaded and unpacked, in 256 directories per source;
+#: 2 - in one directory per source: a new directory costs a creation on the first
+#:     downloads of a scope, which on some disks takes as long as the download.
+OBJECTS_VERSIONS = CacheVersions(current=2)
 
 _DOWNLOAD_TO_ENTRY = {
     DownloadStatus.NOT_FOUND: EntryStatus.NOT_FOUND,
@@ -56,7 +58,7 @@ def source_directory(config: SourceConfig) -> str:
 
 def object_key(config: SourceConfig, remote: RemoteFile, scope: str) -> CacheKey:
     digest = hashlib.sha256(remote.cache_key.encode()).hexdigest()
-    return CacheKey(scope, (source_directory(config), digest[:2], digest[2:40]))
+    return CacheKey(scope, (source_directory(config), digest[:40]))
 
 
 class ObjectFiles:
@@ -82,17 +84,14 @@ class ObjectFiles:
         return FetchedObject(remote, DownloadOutcome(status, entry.detail))
 
     def _download(self, source: Source, remote: RemoteFile, target: Path) -> Computed:
-        raw = target.with_name(target.name + ".download")
+        outcome = source.download(remote, target)
+        self._metrics.downloads.labels(source.config.type, outcome.status.value).inc()
+        if not outcome.ok:
+            return Computed(_DOWNLOAD_TO_ENTRY[outcome.status], outcome.details)
         try:
-            outcome = source.download(remote, raw)
-            self._metrics.downloads.labels(source.config.type, outcome.status.value).inc()
-            if not outcome.ok:
-                return Computed(_DOWNLOAD_TO_ENTRY[outcome.status], outcome.details)
-            try:
-                unpacked = unpack(raw, self._max_size)
-            except UnpackError as exc:
-                return Computed(EntryStatus.MALFORMED, str(exc))
+            unpacked = unpack(target, self._max_size)
+        except UnpackError as exc:
+            return Computed(EntryStatus.MALFORMED, str(exc))
+        if unpacked != target:
             unpacked.replace(target)
-            return Computed(EntryStatus.OK)
-        finally:
-            raw.unlink(missing_ok=True)
+        return Computed(EntryStatus.OK)

@@ -6,15 +6,13 @@ See the package docstring for the rules this enforces.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import logging
 import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 from symvault.caching.entries import CacheEntry, EntryStatus, read_trailer, write_trailer
 from symvault.caching.keys import CacheKey
+from symvault.caching.locks import KeyLocks
 from symvault.caching.rules import TOUCH_EVERY, ExpiryRules
 from symvault.metrics import Metrics
 
@@ -83,9 +82,8 @@ class Cacher:
         self._started_at = clock() if started_at is None else started_at
         self._kind_prefix = str(root / name)
         self._tmp = root / "tmp"
-        self._locks = root / "locks" / name
         self._tmp.mkdir(parents=True, exist_ok=True)
-        self._locks.mkdir(parents=True, exist_ok=True)
+        self._locks = KeyLocks(root / "locks" / f"{name}.lock")
         self._inflight: dict[CacheKey, Future[CacheEntry]] = {}
         # Parsed trailers by path, valid while the file's identity is unchanged: warm
         # lookups then cost one stat instead of a read and a JSON parse.
@@ -254,7 +252,7 @@ class Cacher:
     def _compute_locked(
         self, key: CacheKey, compute: ComputeFn, force: bool, keep_good: bool
     ) -> CacheEntry:
-        with self._key_lock(key):
+        with self._locks.hold(str(key)):
             if not force:
                 # Another process may have computed it while this one waited for the lock.
                 existing = self._load(key, self.versions.current)
@@ -300,12 +298,3 @@ class Cacher:
         return CacheEntry(
             target, computed.status, now, size, computed.detail, info, self.versions.current
         )
-
-    @contextlib.contextmanager
-    def _key_lock(self, key: CacheKey) -> Iterator[None]:
-        digest = hashlib.sha1(str(key).encode(), usedforsecurity=False).hexdigest()
-        path = self._locks / digest[:2] / f"{digest}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield

@@ -239,8 +239,11 @@ def _remove_stale(root: Path, now: float, dry_run: bool) -> int:
         if now - stat.st_mtime > _STALE_TMP:
             _remove(path, dry_run)
             removed += 1
-    for path, stat in _files(root / "locks"):
-        if now - stat.st_mtime <= _STALE_LOCK:
+    locks = root / "locks"
+    for path, stat in _files(locks):
+        # Files directly in locks/ are the kinds' lock files, always in use; below it
+        # are the per-entry lock files that earlier versions made.
+        if path.parent == locks or now - stat.st_mtime <= _STALE_LOCK:
             continue
         # Opened for reading: a lock file removed meanwhile must not be created again.
         with contextlib.suppress(OSError), path.open("rb") as handle:

@@ -33,7 +33,6 @@ __all__ = ["HttpClient", "HttpLimits", "HttpResponse"]
 logger = logging.getLogger(__name__)
 
 _MAX_REDIRECTS = 5
-_BLOCK = 256 * 1024
 #: Headers that only the host they were configured for may see (as browsers and
 #: Symbolicator's HTTP client do): a redirect elsewhere, such as Sentry's to a
 #: signed storage URL, must not carry a source's token along.
@@ -264,9 +263,8 @@ class HttpClient:
         if declared.isdigit() and int(declared) > limit:
             raise _Failure(_error(f"file is larger than the limit of {limit} bytes"), False)
         # Files are stored as sent (compression is sniffed later); API bodies are decoded.
-        blocks = (
-            response.iter_raw(_BLOCK) if destination is not None else response.iter_bytes(_BLOCK)
-        )
+        # Blocks as they arrive: re-chunking them would copy every byte once more.
+        blocks = response.iter_raw() if destination is not None else response.iter_bytes()
         received = 0
         body = bytearray()
         try:

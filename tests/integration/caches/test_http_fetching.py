@@ -17,6 +17,7 @@ import pytest
 import symbolic
 
 from symvault.caches.derived import DerivedResult
+from symvault.caches.objects import OBJECTS_VERSIONS
 from symvault.caches.service import Caches
 from symvault.caching.entries import EntryStatus, read_trailer
 from symvault.model.objects import FileType, ObjectId
@@ -85,7 +86,7 @@ class TestFound:
         handle = symbolic.SymCache.open(str(result.entry.path))
         assert [loc.symbol for loc in handle.lookup(address)][-1] == "crash_leaf_store"
         # The download itself is kept as it was served.
-        objects = list((world.cache_dir / "objects" / "v1").rglob("*"))
+        objects = list((world.cache_dir / "objects" / f"v{OBJECTS_VERSIONS.current}").rglob("*"))
         assert [path.read_bytes() for path in objects if path.is_file()] == [debug]
 
     def test_served_from_a_directory_in_symstore_layout(

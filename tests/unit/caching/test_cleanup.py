@@ -339,14 +339,15 @@ class TestStaleFiles:
         assert young.exists()
         assert report.stale_files == 1
 
-    def test_unused_old_lock_files_go_but_held_ones_stay(
+    def test_unused_old_entry_lock_files_go_but_held_ones_and_kind_locks_stay(
         self, make_cacher: MakeCacher, clock: ManualClock, cache_root: Path
     ) -> None:
         make_cacher()
         locks = cache_root / "locks" / "symcaches" / "ab"
         locks.mkdir(parents=True)
         old, held, young = locks / "old.lock", locks / "held.lock", locks / "young.lock"
-        for path, age in ((old, 2 * DAY), (held, 2 * DAY), (young, HOUR)):
+        kind_lock = cache_root / "locks" / "symcaches.lock"
+        for path, age in ((old, 2 * DAY), (held, 2 * DAY), (young, HOUR), (kind_lock, 2 * DAY)):
             path.touch()
             os.utime(path, (clock() - age, clock() - age))
         with held.open("ab") as handle:
@@ -355,6 +356,7 @@ class TestStaleFiles:
         assert not old.exists()
         assert held.exists()
         assert young.exists()
+        assert kind_lock.exists(), "a kind's lock file, in use whenever it computes, was removed"
         assert report.stale_files == 1
 
 
