@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
+import httpcore
 import httpx
 
 from symvault.logs import log_event
@@ -33,6 +34,14 @@ __all__ = ["HttpClient", "HttpLimits", "HttpResponse"]
 logger = logging.getLogger(__name__)
 
 _MAX_REDIRECTS = 5
+#: How much a connection reads from its socket at a time (httpcore's default: 64 KiB).
+#: Every read and the parsing after it need the interpreter lock, which downloads and
+#: conversions running meanwhile hold most of the time: a 4 MB download took five dozen
+#: waits for it and stretched from 10 to 60 ms in a cold request of 8 modules. Larger
+#: reads make that a handful. The setting is the class's, so it holds for every
+#: connection of the process; a read allocates at most this much.
+_SOCKET_READ = 1024 * 1024
+httpcore.HTTP11Connection.READ_NUM_BYTES = _SOCKET_READ
 #: Headers that only the host they were configured for may see (as browsers and
 #: Symbolicator's HTTP client do): a redirect elsewhere, such as Sentry's to a
 #: signed storage URL, must not carry a source's token along.
