@@ -23,6 +23,7 @@ from symvault.config import load_config
 from symvault.model.symbolication import parse_request
 from tests.conftest import fixture_path
 from tests.support.stacktraces import crash_frame, module_of, probe_frames
+from tests.support.symbol_server import SymbolServer
 
 BASE = 0x5555_0000_0000
 
@@ -127,3 +128,57 @@ def test_fetches_never_run_on_the_event_loop(services: Services, fixtures: dict[
         run(services, body, cpu)
     assert fetch_threads
     assert main not in fetch_threads
+
+
+def test_smaller_images_are_fetched_first(fixtures: dict[str, Any], tmp_path: Path) -> None:
+    """With one fetch thread the order is visible at the symbol server: the request lists
+    the larger image first, its file is asked for last."""
+    small, large = fixtures["crash_elf"], fixtures["shapes_elf"]
+    assert small["image_size"] < large["image_size"]
+    root = tmp_path / "symbols"
+    for key in ("crash_elf", "shapes_elf"):
+        code_id = fixtures[key]["code_id"]
+        target = root / code_id[:2] / f"{code_id[2:]}.debug"
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(fixture_path(fixtures, f"{key}_debug"), target)
+    with SymbolServer(root=root) as symbols:
+        config = load_config(
+            None,
+            {
+                "data_dir": str(tmp_path / "data"),
+                "connect_to_reserved_ips": True,
+                "symbolication.fetch_threads": 1,
+                "sources": [{"type": "http", "id": "symbols", "url": symbols.url}],
+            },
+        )
+        built = build_services(config)
+        try:
+            other = BASE + 0x1000_0000
+            body = {
+                "modules": [
+                    module_of(fixtures, "shapes_elf", other),
+                    module_of(fixtures, "crash_elf", BASE),
+                ],
+                "stacktraces": [
+                    {
+                        "frames": [
+                            *probe_frames(fixtures, "shapes_elf", other),
+                            crash_frame(fixtures, "crash_elf", BASE),
+                        ]
+                    }
+                ],
+                "options": {"apply_source_context": False},
+            }
+            with CountingExecutor() as cpu:
+                result = run(built, body, cpu)
+        finally:
+            built.symbolicator.close()
+            built.caches.close()
+            built.db.dispose()
+        asked = [request.path for request in symbols.requests]
+    assert [module["debug_status"] for module in result["modules"]] == ["found", "found"]
+    position = {}
+    for key in ("crash_elf", "shapes_elf"):
+        code_id = fixtures[key]["code_id"]
+        position[key] = asked.index(f"{code_id[:2]}/{code_id[2:]}.debug")
+    assert position["crash_elf"] < position["shapes_elf"], asked
