@@ -9,6 +9,7 @@ and file reads never run on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -40,26 +41,37 @@ class CountingExecutor(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-@pytest.fixture
-def services(fixtures: dict[str, Any], tmp_path: Path) -> Iterator[Services]:
-    code_id = fixtures["crash_elf"]["code_id"]
-    target = tmp_path / "symbols" / code_id[:2] / f"{code_id[2:]}.debug"
+def place_debug_file(fixtures: dict[str, Any], key: str, root: Path) -> str:
+    """Copies `key`'s debug companion where the native layout looks for it; its path."""
+    code_id = fixtures[key]["code_id"]
+    relative = f"{code_id[:2]}/{code_id[2:]}.debug"
+    target = root / relative
     target.parent.mkdir(parents=True)
-    shutil.copyfile(fixture_path(fixtures, "crash_elf_debug"), target)
-    config = load_config(
-        None,
-        {
-            "data_dir": str(tmp_path / "data"),
-            "symbolication.inline_frames": 16,
-            "sources": [{"type": "filesystem", "id": "local", "path": str(tmp_path / "symbols")}],
-        },
-    )
-    built = build_services(config)
+    shutil.copyfile(fixture_path(fixtures, f"{key}_debug"), target)
+    return relative
+
+
+@contextlib.contextmanager
+def built_services(settings: dict[str, Any]) -> Iterator[Services]:
+    built = build_services(load_config(None, settings))
     try:
         yield built
     finally:
         built.symbolicator.close()
+        built.caches.close()
         built.db.dispose()
+
+
+@pytest.fixture
+def services(fixtures: dict[str, Any], tmp_path: Path) -> Iterator[Services]:
+    place_debug_file(fixtures, "crash_elf", tmp_path / "symbols")
+    settings = {
+        "data_dir": str(tmp_path / "data"),
+        "symbolication.inline_frames": 16,
+        "sources": [{"type": "filesystem", "id": "local", "path": str(tmp_path / "symbols")}],
+    }
+    with built_services(settings) as built:
+        yield built
 
 
 def request(fixtures: dict[str, Any], copies: int) -> dict[str, Any]:
@@ -136,49 +148,32 @@ def test_smaller_images_are_fetched_first(fixtures: dict[str, Any], tmp_path: Pa
     small, large = fixtures["crash_elf"], fixtures["shapes_elf"]
     assert small["image_size"] < large["image_size"]
     root = tmp_path / "symbols"
-    for key in ("crash_elf", "shapes_elf"):
-        code_id = fixtures[key]["code_id"]
-        target = root / code_id[:2] / f"{code_id[2:]}.debug"
-        target.parent.mkdir(parents=True)
-        shutil.copyfile(fixture_path(fixtures, f"{key}_debug"), target)
+    paths = {key: place_debug_file(fixtures, key, root) for key in ("crash_elf", "shapes_elf")}
     with SymbolServer(root=root) as symbols:
-        config = load_config(
-            None,
-            {
-                "data_dir": str(tmp_path / "data"),
-                "connect_to_reserved_ips": True,
-                "symbolication.fetch_threads": 1,
-                "sources": [{"type": "http", "id": "symbols", "url": symbols.url}],
-            },
-        )
-        built = build_services(config)
-        try:
-            other = BASE + 0x1000_0000
-            body = {
-                "modules": [
-                    module_of(fixtures, "shapes_elf", other),
-                    module_of(fixtures, "crash_elf", BASE),
-                ],
-                "stacktraces": [
-                    {
-                        "frames": [
-                            *probe_frames(fixtures, "shapes_elf", other),
-                            crash_frame(fixtures, "crash_elf", BASE),
-                        ]
-                    }
-                ],
-                "options": {"apply_source_context": False},
-            }
-            with CountingExecutor() as cpu:
-                result = run(built, body, cpu)
-        finally:
-            built.symbolicator.close()
-            built.caches.close()
-            built.db.dispose()
+        settings = {
+            "data_dir": str(tmp_path / "data"),
+            "connect_to_reserved_ips": True,
+            "symbolication.fetch_threads": 1,
+            "sources": [{"type": "http", "id": "symbols", "url": symbols.url}],
+        }
+        other = BASE + 0x1000_0000
+        body = {
+            "modules": [
+                module_of(fixtures, "shapes_elf", other),
+                module_of(fixtures, "crash_elf", BASE),
+            ],
+            "stacktraces": [
+                {
+                    "frames": [
+                        *probe_frames(fixtures, "shapes_elf", other),
+                        crash_frame(fixtures, "crash_elf", BASE),
+                    ]
+                }
+            ],
+            "options": {"apply_source_context": False},
+        }
+        with built_services(settings) as built, CountingExecutor() as cpu:
+            result = run(built, body, cpu)
         asked = [request.path for request in symbols.requests]
     assert [module["debug_status"] for module in result["modules"]] == ["found", "found"]
-    position = {}
-    for key in ("crash_elf", "shapes_elf"):
-        code_id = fixtures[key]["code_id"]
-        position[key] = asked.index(f"{code_id[:2]}/{code_id[2:]}.debug")
-    assert position["crash_elf"] < position["shapes_elf"], asked
+    assert asked.index(paths["crash_elf"]) < asked.index(paths["shapes_elf"]), asked

@@ -12,53 +12,48 @@ import pytest
 from symvault.caching.locks import KeyLocks, key_offset
 
 
+class Holder:
+    """A thread that takes `key`'s lock, says so, and lets go at once."""
+
+    def __init__(self, locks: KeyLocks, key: str) -> None:
+        self.entered = threading.Event()
+        self._thread = threading.Thread(target=self._hold, args=(locks, key))
+        self._thread.start()
+
+    def _hold(self, locks: KeyLocks, key: str) -> None:
+        with locks.hold(key):
+            self.entered.set()
+
+    def join(self) -> None:
+        self._thread.join()
+
+
 def test_a_second_holder_of_the_same_key_waits(tmp_path: Path) -> None:
     locks = KeyLocks(tmp_path / "locks" / "symcaches.lock")
-    entered = threading.Event()
-
-    def hold_too() -> None:
-        with locks.hold("global/source/module"):
-            entered.set()
-
     with locks.hold("global/source/module"):
-        other = threading.Thread(target=hold_too)
-        other.start()
-        assert not entered.wait(0.2), "two threads held one key's lock at once"
-    assert entered.wait(5)
+        other = Holder(locks, "global/source/module")
+        assert not other.entered.wait(0.2), "two threads held one key's lock at once"
+    assert other.entered.wait(5)
     other.join()
 
 
 def test_other_keys_do_not_wait(tmp_path: Path) -> None:
     locks = KeyLocks(tmp_path / "symcaches.lock")
-    entered = threading.Event()
-
-    def hold_other() -> None:
-        with locks.hold("global/source/other-module"):
-            entered.set()
-
     with locks.hold("global/source/module"):
-        other = threading.Thread(target=hold_other)
-        other.start()
-        assert entered.wait(5), "a lock on one key blocked another key"
+        other = Holder(locks, "global/source/other-module")
+        assert other.entered.wait(5), "a lock on one key blocked another key"
     other.join()
 
 
 def test_releasing_one_key_keeps_the_others_held(tmp_path: Path) -> None:
     """A close releases its own lock only (process-owned POSIX locks would all go)."""
     locks = KeyLocks(tmp_path / "symcaches.lock")
-    entered = threading.Event()
-
-    def hold_first() -> None:
-        with locks.hold("first"):
-            entered.set()
-
     with locks.hold("first"):
         with locks.hold("second"):
             pass
-        other = threading.Thread(target=hold_first)
-        other.start()
-        assert not entered.wait(0.2), "releasing `second` released `first` too"
-    assert entered.wait(5)
+        other = Holder(locks, "first")
+        assert not other.entered.wait(0.2), "releasing `second` released `first` too"
+    assert other.entered.wait(5)
     other.join()
 
 
@@ -92,19 +87,12 @@ def test_another_process_holding_the_key_makes_this_one_wait(tmp_path: Path) -> 
     child.start()
     try:
         assert held.wait(30)
-        acquired = threading.Event()
-
-        def acquire() -> None:
-            with locks.hold("the-key"):
-                acquired.set()
-
-        waiter = threading.Thread(target=acquire)
-        waiter.start()
-        assert not acquired.wait(0.3), "the key was held by the other process"
+        waiter = Holder(locks, "the-key")
+        assert not waiter.entered.wait(0.3), "the key was held by the other process"
         with locks.hold("another-key"):
             pass  # other keys are free meanwhile
         release.set()
-        assert acquired.wait(10)
+        assert waiter.entered.wait(10)
         waiter.join()
     finally:
         release.set()
