@@ -6,6 +6,7 @@ See the package docstring for the rules this enforces.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -83,6 +84,10 @@ class Cacher:
         self._kind_prefix = str(root / name)
         self._tmp = root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        # Names of files being computed: unique in this process by the counter, and
+        # among processes (and earlier ones with the same pid) by the random prefix.
+        self._tmp_prefix = f"{self._tmp}/{name}-{os.getpid()}-{uuid.uuid4().hex[:12]}-"
+        self._tmp_numbers = itertools.count()
         self._locks = KeyLocks(root / "locks" / f"{name}.lock")
         self._inflight: dict[CacheKey, Future[CacheEntry]] = {}
         # Parsed trailers by path, valid while the file's identity is unchanged: warm
@@ -261,8 +266,9 @@ class Cacher:
             return self._compute(key, compute, keep_good)
 
     def _compute(self, key: CacheKey, compute: ComputeFn, keep_good: bool = False) -> CacheEntry:
-        tmp = self._tmp / f"{self.name}-{os.getpid()}-{uuid.uuid4().hex}"
+        tmp = Path(f"{self._tmp_prefix}{next(self._tmp_numbers)}")
         target = self.path_for(key)
+        moved = False
         try:
             self._metrics.cache_computations.labels(self.name).inc()
             try:
@@ -282,19 +288,32 @@ class Cacher:
                         target, computed.status, now, 0, computed.detail, computed.info
                     )
             if self.raw:
-                if not tmp.exists():
-                    raise RuntimeError(f"{self.name}: the computation produced no file")
                 info = dict(computed.info)
             else:
                 info = write_trailer(tmp, computed.status, computed.detail, computed.info)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            size = tmp.stat().st_size
+            try:
+                size = tmp.stat().st_size
+            except FileNotFoundError:
+                raise RuntimeError(f"{self.name}: the computation produced no file") from None
             now = self._clock()
             os.utime(tmp, (now, now))
-            tmp.replace(target)
+            _move(tmp, target)
+            moved = True
         finally:
-            tmp.unlink(missing_ok=True)
+            if not moved:
+                tmp.unlink(missing_ok=True)
         self._metrics.cache_bytes_written.labels(self.name).inc(size)
         return CacheEntry(
             target, computed.status, now, size, computed.detail, info, self.versions.current
         )
+
+
+def _move(tmp: Path, target: Path) -> None:
+    """Renames `tmp` to `target`, making `target`'s directory only if it is missing:
+    most entries go into a directory that exists, and each extra call on the path of a
+    cold request is a wait for the interpreter lock under load."""
+    try:
+        tmp.replace(target)
+    except FileNotFoundError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(target)

@@ -86,10 +86,11 @@ def write_trailer(
 
     Returns the info as stored, with the payload size added.
     """
-    stored = {**info, "_payload_size": path.stat().st_size if path.exists() else 0}
-    document = {"status": status.value, "detail": detail, "info": stored}
-    encoded = json.dumps(document, separators=(",", ":")).encode()
     with path.open("ab") as handle:
+        # Opened for appending, the file is positioned at the end of the payload.
+        stored = {**info, "_payload_size": handle.tell()}
+        document = {"status": status.value, "detail": detail, "info": stored}
+        encoded = json.dumps(document, separators=(",", ":")).encode()
         handle.write(encoded + _TAIL.pack(len(encoded)) + MAGIC)
     return stored
 
