@@ -24,7 +24,11 @@ In every run and for every delay, in alternating order:
   (`Archive.open`, the object, `make_symcache`, `dump_into` a file), one after the other.
   Its sum is the baseline. It runs twice: in a new process that has imported httpx and
   symbolic and made its client (`direct`), and in this process, which has done the same
-  work before (`direct_warm`).
+  work before (`direct_warm`);
+* direct on threads, as a reference: the same work with the overlap and nothing else,
+  each file downloaded and then converted on a thread of its own, fresh
+  (`direct_threads`) and warm (`direct_threads_warm`). Its ratio to the sequential work
+  says what overlapping alone gains or costs on the machine at that delay.
 
 The fresh server's first request pays for first use of code and of a heap that has to
 grow, as the new process's direct work does: the two are compared (`ratio`). The same
@@ -44,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -108,15 +113,50 @@ def direct(
     }
 
 
+def direct_threads(
+    files: list[tuple[str, str, str]], base_url: str, out: Path, client: httpx.Client
+) -> dict[str, Any]:
+    """The same work with the overlap the target asks for and nothing else: each file
+    downloaded, then converted, on a thread of its own (no cache, no bookkeeping). What
+    overlapping alone costs or gains on this machine, as a reference for the server."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+
+    def one(file: tuple[str, str, str]) -> None:
+        name, path, debug_id = file
+        response = client.get(base_url + path)
+        response.raise_for_status()
+        (out / name).write_bytes(response.content)
+        archive = symbolic.Archive.open(str(out / name))
+        obj = next(o for o in archive.iter_objects() if o.debug_id == debug_id)
+        with (out / f"{name}.symcache").open("wb") as handle:
+            obj.make_symcache().dump_into(handle)
+
+    with ThreadPoolExecutor(len(files)) as pool:
+        started = time.perf_counter()
+        list(pool.map(one, files))
+        finished = time.perf_counter()
+    shutil.rmtree(out, ignore_errors=True)
+    return {"total_seconds": round(finished - started, 4)}
+
+
+DIRECT_MODES = {"sequential": direct, "threads": direct_threads}
+
+
 def direct_files(modules: list[BenchModule]) -> list[tuple[str, str, str]]:
     return [(module.name, module.native_path(), module.debug_id) for module in modules]
 
 
-def direct_in_fresh_process(modules: list[BenchModule], base_url: str, out: Path) -> dict[str, Any]:
-    """`direct` in a new process that has imported httpx and symbolic and made its client,
-    as a fresh server has: its first downloads and conversions pay their first-use costs
-    (code paged in, a heap that grows), as the server's first request does."""
-    spec = json.dumps({"files": direct_files(modules), "url": base_url, "out": str(out)})
+def direct_in_fresh_process(
+    modules: list[BenchModule], base_url: str, out: Path, mode: str = "sequential"
+) -> dict[str, Any]:
+    """`direct` (or `direct_threads`) in a new process that has imported httpx and symbolic
+    and made its client, as a fresh server has: its first downloads and conversions pay
+    their first-use costs (code paged in, a heap that grows), as the server's first
+    request does."""
+    spec = json.dumps(
+        {"files": direct_files(modules), "url": base_url, "out": str(out), "mode": mode}
+    )
     completed = subprocess.run(
         [sys.executable, __file__, "--direct-once", spec],
         check=True,
@@ -132,8 +172,9 @@ def direct_once(spec: str) -> None:
     """The child of `direct_in_fresh_process`: prints its figures as one JSON line."""
     settings = json.loads(spec)
     files = [tuple(item) for item in settings["files"]]
+    work = DIRECT_MODES[settings["mode"]]
     with httpx.Client(timeout=60) as client:
-        print(json.dumps(direct(files, settings["url"], Path(settings["out"]), client)))
+        print(json.dumps(work(files, settings["url"], Path(settings["out"]), client)))
 
 
 def through_server(
@@ -197,7 +238,7 @@ def run_once(
         # The fresh server's first request is compared with a fresh process's direct
         # work; the warm server's request in another scope with direct work in this
         # process, which has done it before.
-        measurements = ["direct", "direct_warm", *variants]
+        measurements = ["direct", "direct_warm", "direct_threads", "direct_threads_warm", *variants]
         order = measurements if index % 2 == 0 else measurements[::-1]
         for what in order:
             with ForeignLoad() as load:
@@ -208,6 +249,18 @@ def run_once(
                 elif what == "direct_warm":
                     wait_for_quiet_machine()
                     result[what] = direct(
+                        direct_files(modules), symbols.url, workdir / "direct", client
+                    )
+                    busy += result[what]["total_seconds"]
+                elif what == "direct_threads":
+                    wait_for_quiet_machine()
+                    result[what] = direct_in_fresh_process(
+                        modules, symbols.url, workdir / "direct", "threads"
+                    )
+                    busy += result[what]["total_seconds"]
+                elif what == "direct_threads_warm":
+                    wait_for_quiet_machine()
+                    result[what] = direct_threads(
                         direct_files(modules), symbols.url, workdir / "direct", client
                     )
                     busy += result[what]["total_seconds"]
@@ -224,6 +277,10 @@ def run_once(
     )
     result["ratio_second_scope"] = round(
         result["server"]["second_scope_seconds"] / warm_baseline, 3
+    )
+    result["ratio_direct_threads"] = round(result["direct_threads"]["total_seconds"] / baseline, 3)
+    result["ratio_direct_threads_warm"] = round(
+        result["direct_threads_warm"]["total_seconds"] / warm_baseline, 3
     )
     result["other_cpu_seconds"] = round(other, 2)
     result["disturbed"] = is_disturbed(other, busy)
@@ -281,7 +338,11 @@ def main() -> None:
                 f"ratio {run['ratio']:.2f}; warm: direct "
                 f"{run['direct_warm']['total_seconds']:.3f} s, server "
                 f"{run['server']['second_scope_seconds']:.3f} s, ratio "
-                f"{run['ratio_second_scope']:.2f}; default options "
+                f"{run['ratio_second_scope']:.2f}; direct on threads "
+                f"{run['direct_threads']['total_seconds']:.3f} s fresh "
+                f"({run['ratio_direct_threads']:.2f}), "
+                f"{run['direct_threads_warm']['total_seconds']:.3f} s warm "
+                f"({run['ratio_direct_threads_warm']:.2f}); default options "
                 f"{run['server_default_options']['seconds']:.3f} s "
                 f"({run['server_default_options']['symbol_server_requests']} requests), ratio "
                 f"{run['ratio_default_options']:.2f}",
@@ -303,6 +364,14 @@ def main() -> None:
                     [r["server"]["second_scope_seconds"] for r in runs]
                 ),
                 "ratio_second_scope": median([r["ratio_second_scope"] for r in runs]),
+                "direct_threads_seconds": median(
+                    [r["direct_threads"]["total_seconds"] for r in runs]
+                ),
+                "ratio_direct_threads": median([r["ratio_direct_threads"] for r in runs]),
+                "direct_threads_warm_seconds": median(
+                    [r["direct_threads_warm"]["total_seconds"] for r in runs]
+                ),
+                "ratio_direct_threads_warm": median([r["ratio_direct_threads_warm"] for r in runs]),
                 "server_default_options_second_scope_seconds": median(
                     [r["server_default_options"]["second_scope_seconds"] for r in runs]
                 ),
@@ -345,7 +414,9 @@ def main() -> None:
             f"{summary['ratio_default_options']:.2f}); warm: direct "
             f"{summary['direct_warm_seconds']:.3f} s, server in another scope "
             f"{summary['server_second_scope_seconds']:.3f} s, "
-            f"{summary['ratio_second_scope']:.2f}"
+            f"{summary['ratio_second_scope']:.2f}; direct on threads: "
+            f"{summary['ratio_direct_threads']:.2f} fresh, "
+            f"{summary['ratio_direct_threads_warm']:.2f} warm"
         )
     print(f"worst ratio {worst:.2f} (target <= {TARGET}: {'met' if met else 'NOT met'}); {path}")
 
