@@ -385,6 +385,28 @@ class TestWrites:
         assert entry.payload_size == 0
         assert entry.info["_payload_size"] == 0
 
+    def test_entries_land_in_new_and_existing_directories(self, make_cacher: MakeCacher) -> None:
+        cacher = make_cacher()
+        first = CacheKey(GLOBAL_SCOPE, ("source-1", "module-1"))
+        beside = CacheKey(GLOBAL_SCOPE, ("source-1", "module-2"))
+        elsewhere = CacheKey("org-2", ("source-9", "module-1"))
+        assert not cacher.kind_dir().exists()
+        for key, payload in ((first, b"one"), (beside, b"two"), (elsewhere, b"three")):
+            entry = cacher.get(key, Producer(payload=payload))
+            assert entry.path == cacher.path_for(key)
+            with entry.path.open("rb") as handle:
+                assert handle.read(entry.payload_size) == payload
+            assert entry.size == entry.path.stat().st_size
+        assert cacher.path_for(first).parent == cacher.path_for(beside).parent
+        assert list((cacher.root / "tmp").iterdir()) == []
+
+    def test_raw_computation_without_a_file_is_an_error(self, make_cacher: MakeCacher) -> None:
+        cacher = make_cacher("objects", raw=True)
+        with pytest.raises(RuntimeError, match="produced no file"):
+            cacher.get(KEY, lambda _target: Computed(EntryStatus.OK))
+        assert not cacher.path_for(KEY).exists()
+        assert list((cacher.root / "tmp").iterdir()) == []
+
 
 class TestVanishedAndDamagedEntries:
     def test_entry_removed_after_a_lookup_is_recomputed(self, make_cacher: MakeCacher) -> None:
