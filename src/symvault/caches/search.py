@@ -5,7 +5,9 @@ gives them. The best one offers what the purpose needs (debug info for
 symbolication, unwind info for stack walking, sources for source context),
 else a symbol table, else anything; among equals the first wins. Metadata of
 candidates is read from `object_meta` when known, so a candidate is only
-downloaded when its contents are unknown or it is the one chosen.
+downloaded when its contents are unknown or it is the one chosen. Of the
+unknown ones the first is fetched alone, the others together if it is not
+enough (`_Fetches`).
 """
 
 from __future__ import annotations
@@ -125,11 +127,26 @@ def search_source(
             Candidate(source.config.id, exc.location, exc.outcome.status, exc.outcome.details)
         )
         return result
-    for remote in remotes:
-        meta = metas.peek(source.config, remote, scope)
+    known = _worth_asking(
+        remotes,
+        [metas.peek(source.config, remote, scope) for remote in remotes],
+        object_id,
+        purpose,
+    )
+    fetches = _Fetches(source, [remote for remote, meta in known if meta is None], scope, objects)
+    # Candidates are judged in order, so that the first of equals wins; those fetched
+    # together with or after the first preferred one are only recorded (they were asked).
+    judging = True
+    for remote, known_meta in known:
         fetched: FetchedObject | None = None
-        if meta is None:
-            fetched = objects.fetch(source, remote, scope)
+        if known_meta is not None:
+            if not judging:
+                continue  # not asked for: not a candidate tried
+            meta = known_meta
+        else:
+            fetched = fetches.get(remote, ask=judging)
+            if fetched is None:
+                continue  # not asked for
             if fetched.path is None:
                 result.candidates.append(
                     Candidate(
@@ -149,10 +166,9 @@ def search_source(
             Candidate(source.config.id, remote.location, DownloadStatus.OK, features=info.features)
         )
         rank = quality(info.features, purpose)
-        if best is None or rank > best[0]:
+        if judging and (best is None or rank > best[0]):
             best = (rank, remote, info, fetched.path if fetched else None)
-        if rank == 2:
-            break
+        judging = judging and rank < 2
     if best is None:
         return result
     rank, remote, info, path = best
@@ -172,6 +188,52 @@ def search_source(
         path = fetched.path
     result.found = FoundObject(remote, path, info, rank)
     return result
+
+
+class _Fetches:
+    """The candidates whose contents are unknown, fetched as they are needed: the first
+    (the most useful file type) alone, then all the others together.
+
+    The first is what most modules are found in, and asking for the others too would
+    add a request each to every lookup (and download an executable besides its debug
+    companion). When it is not enough, the rest are asked for at once, as Symbolicator
+    asks for all: a module whose file is its fifth candidate waits for two answers,
+    not five one after another."""
+
+    def __init__(
+        self, source: Source, remotes: list[RemoteFile], scope: str, objects: ObjectFiles
+    ) -> None:
+        self._source = source
+        self._remotes = remotes
+        self._scope = scope
+        self._objects = objects
+        self._fetched: dict[RemoteFile, FetchedObject] = {}
+
+    def get(self, remote: RemoteFile, ask: bool) -> FetchedObject | None:
+        """The fetched candidate; None if it was not fetched and `ask` is false."""
+        if remote not in self._fetched and ask:
+            batch = self._remotes[len(self._fetched) :]
+            if not self._fetched:
+                batch = batch[:1]
+            fetched = self._objects.fetch_all(self._source, batch, self._scope)
+            self._fetched.update(zip(batch, fetched, strict=True))
+        return self._fetched.get(remote)
+
+
+def _worth_asking(
+    remotes: Sequence[RemoteFile],
+    known: Sequence[ObjectMeta | None],
+    object_id: ObjectId,
+    purpose: Purpose,
+) -> list[tuple[RemoteFile, ObjectMeta | None]]:
+    """The candidates with their known metadata, up to the first known to be preferred:
+    past it nothing needs asking for."""
+    pairs = list(zip(remotes, known, strict=True))
+    for index, (_, meta) in enumerate(pairs):
+        info = _usable(meta, object_id, purpose) if meta is not None else None
+        if info is not None and quality(info.features, purpose) == 2:
+            return pairs[: index + 1]
+    return pairs
 
 
 def _usable(meta: ObjectMeta, object_id: ObjectId, purpose: Purpose) -> ObjectInfo | None:

@@ -44,6 +44,9 @@ __all__ = ["Caches", "expiry_rules", "http_limits"]
 logger = logging.getLogger(__name__)
 
 _PRECOMPUTE_QUEUE = 1000
+#: Downloads of candidate files that run at once besides those of the threads asking for
+#: them (a module's candidates are asked for together).
+_PARALLEL_DOWNLOADS = 16
 
 
 def _lower_priority() -> None:
@@ -134,7 +137,10 @@ class Caches:
             debug_files,
             storage,
         )
-        objects = ObjectFiles(objects_cacher, metrics, config.max_download_size)
+        self._objects = ObjectFiles(
+            objects_cacher, metrics, config.max_download_size, _PARALLEL_DOWNLOADS
+        )
+        objects = self._objects
         metas = ObjectMetas(meta_cacher)
         self.symcaches = DerivedCache(
             symcache_conversion, symcache_cacher, self.sources, objects, metas, clock
@@ -220,4 +226,5 @@ class Caches:
     def close(self) -> None:
         self._precomputing.shutdown(wait=False, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
+        self._objects.close()
         self.sources.close()

@@ -22,6 +22,7 @@ from symvault.caches.service import Caches
 from symvault.caching.entries import EntryStatus, read_trailer
 from symvault.model.objects import FileType, ObjectId
 from symvault.model.sources import SourceConfig
+from symvault.sources.base import DownloadStatus
 from tests.integration.caches.conftest import (
     CrashModules,
     FixturePath,
@@ -507,9 +508,49 @@ class TestConcurrentRequests:
         assert world.computations("symcaches") == 1
 
 
-def test_breakpad_and_code_paths_are_asked_in_order(
+def test_the_debug_file_is_asked_first_then_the_others_together(
     world: World, symbols: SymbolServer, crash: CrashModules
 ) -> None:
-    symcache(world.caches(), source(symbols), crash.elf)
+    result = symcache(world.caches(), source(symbols), crash.elf)
+    assert result.status is EntryStatus.NOT_FOUND
     asked = [request.path for request in symbols.requests]
-    assert asked[:3] == [crash.debug_path, crash.code_path, crash.breakpad_path]
+    assert asked[0] == crash.debug_path
+    assert {crash.code_path, crash.breakpad_path} <= set(asked[1:])
+    assert sorted(symbols.hits.values()) == [1] * len(asked), "a candidate asked twice"
+    # Every place asked is reported, in the order of the candidates.
+    assert [c.location for c in result.candidates][:3] == [
+        symbols.url + path for path in (crash.debug_path, crash.code_path, crash.breakpad_path)
+    ]
+
+
+def test_the_candidates_after_the_first_are_asked_at_once(
+    world: World, symbols: SymbolServer, crash: CrashModules, fixture_file: FixturePath
+) -> None:
+    # The executable and the Breakpad file each take a second to answer: asked one after
+    # the other they would take two.
+    symbols.misbehave(crash.code_path, Reply.stall(1.0, body=b""))
+    breakpad = fixture_file("crash_breakpad").read_bytes()
+    symbols.misbehave(crash.breakpad_path, Reply.stall(1.0, body=breakpad))
+    caches = world.caches(streaming_timeout=5)
+    started = time.perf_counter()
+    result = symcache(caches, source(symbols), crash.elf)
+    elapsed = time.perf_counter() - started
+    assert result.ok
+    assert result.object_info is not None
+    assert result.object_info.file_format == "breakpad"
+    assert elapsed < 1.8, f"took {elapsed:.2f} s: the candidates were asked one by one"
+    statuses = {c.location: c.status for c in result.candidates}
+    assert statuses[symbols.url + crash.debug_path] is DownloadStatus.NOT_FOUND
+    assert statuses[symbols.url + crash.code_path] is DownloadStatus.MALFORMED
+    assert statuses[symbols.url + crash.breakpad_path] is DownloadStatus.OK
+
+
+def test_a_preferred_first_candidate_is_the_only_one_asked(
+    world: World, symbols: SymbolServer, crash: CrashModules, fixture_file: FixturePath
+) -> None:
+    symbols.put(crash.debug_path, fixture_file("crash_elf_debug").read_bytes())
+    symbols.put(crash.code_path, fixture_file("crash_elf").read_bytes())
+    result = symcache(world.caches(), source(symbols), crash.elf)
+    assert result.ok
+    assert [request.path for request in symbols.requests] == [crash.debug_path]
+    assert [c.location for c in result.candidates] == [symbols.url + crash.debug_path]
