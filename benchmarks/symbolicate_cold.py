@@ -48,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -87,20 +88,15 @@ def direct(
     out.mkdir(parents=True)
     downloads = []
     started = time.perf_counter()
-    for name, path, _ in files:
+    for file in files:
         begun = time.perf_counter()
-        response = client.get(base_url + path)
-        response.raise_for_status()
-        (out / name).write_bytes(response.content)
+        _download(file, base_url, out, client)
         downloads.append(time.perf_counter() - begun)
     downloaded = time.perf_counter()
     conversions = []
-    for name, _, debug_id in files:
+    for file in files:
         begun = time.perf_counter()
-        archive = symbolic.Archive.open(str(out / name))
-        obj = next(o for o in archive.iter_objects() if o.debug_id == debug_id)
-        with (out / f"{name}.symcache").open("wb") as handle:
-            obj.make_symcache().dump_into(handle)
+        _convert(file, out)
         conversions.append(time.perf_counter() - begun)
     finished = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
@@ -123,14 +119,8 @@ def direct_threads(
     out.mkdir(parents=True)
 
     def one(file: tuple[str, str, str]) -> None:
-        name, path, debug_id = file
-        response = client.get(base_url + path)
-        response.raise_for_status()
-        (out / name).write_bytes(response.content)
-        archive = symbolic.Archive.open(str(out / name))
-        obj = next(o for o in archive.iter_objects() if o.debug_id == debug_id)
-        with (out / f"{name}.symcache").open("wb") as handle:
-            obj.make_symcache().dump_into(handle)
+        _download(file, base_url, out, client)
+        _convert(file, out)
 
     with ThreadPoolExecutor(len(files)) as pool:
         started = time.perf_counter()
@@ -138,6 +128,21 @@ def direct_threads(
         finished = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
     return {"total_seconds": round(finished - started, 4)}
+
+
+def _download(file: tuple[str, str, str], base_url: str, out: Path, client: httpx.Client) -> None:
+    name, path, _ = file
+    response = client.get(base_url + path)
+    response.raise_for_status()
+    (out / name).write_bytes(response.content)
+
+
+def _convert(file: tuple[str, str, str], out: Path) -> None:
+    name, _, debug_id = file
+    archive = symbolic.Archive.open(str(out / name))
+    obj = next(o for o in archive.iter_objects() if o.debug_id == debug_id)
+    with (out / f"{name}.symcache").open("wb") as handle:
+        obj.make_symcache().dump_into(handle)
 
 
 DIRECT_MODES = {"sequential": direct, "threads": direct_threads}
@@ -238,31 +243,21 @@ def run_once(
         # The fresh server's first request is compared with a fresh process's direct
         # work; the warm server's request in another scope with direct work in this
         # process, which has done it before.
-        measurements = ["direct", "direct_warm", "direct_threads", "direct_threads_warm", *variants]
+        files = direct_files(modules)
+        out = workdir / "direct"
+        direct_work: dict[str, Callable[[], dict[str, Any]]] = {
+            "direct": lambda: direct_in_fresh_process(modules, symbols.url, out),
+            "direct_warm": lambda: direct(files, symbols.url, out, client),
+            "direct_threads": lambda: direct_in_fresh_process(modules, symbols.url, out, "threads"),
+            "direct_threads_warm": lambda: direct_threads(files, symbols.url, out, client),
+        }
+        measurements = [*direct_work, *variants]
         order = measurements if index % 2 == 0 else measurements[::-1]
         for what in order:
             with ForeignLoad() as load:
-                if what == "direct":
+                if what in direct_work:
                     wait_for_quiet_machine()
-                    result[what] = direct_in_fresh_process(modules, symbols.url, workdir / "direct")
-                    busy += result[what]["total_seconds"]
-                elif what == "direct_warm":
-                    wait_for_quiet_machine()
-                    result[what] = direct(
-                        direct_files(modules), symbols.url, workdir / "direct", client
-                    )
-                    busy += result[what]["total_seconds"]
-                elif what == "direct_threads":
-                    wait_for_quiet_machine()
-                    result[what] = direct_in_fresh_process(
-                        modules, symbols.url, workdir / "direct", "threads"
-                    )
-                    busy += result[what]["total_seconds"]
-                elif what == "direct_threads_warm":
-                    wait_for_quiet_machine()
-                    result[what] = direct_threads(
-                        direct_files(modules), symbols.url, workdir / "direct", client
-                    )
+                    result[what] = direct_work[what]()
                     busy += result[what]["total_seconds"]
                 else:
                     result[what] = through_server(workdir, index, variants[what], config, symbols)
@@ -285,6 +280,36 @@ def run_once(
     result["other_cpu_seconds"] = round(other, 2)
     result["disturbed"] = is_disturbed(other, busy)
     return result
+
+
+#: The medians reported per delay: name -> the figure's path in a run's result.
+MEDIANS: dict[str, tuple[str, ...]] = {
+    "direct_seconds": ("direct", "total_seconds"),
+    "direct_download_seconds": ("direct", "download_seconds"),
+    "direct_convert_seconds": ("direct", "convert_seconds"),
+    "direct_warm_seconds": ("direct_warm", "total_seconds"),
+    "server_seconds": ("server", "seconds"),
+    "ratio": ("ratio",),
+    "server_default_options_seconds": ("server_default_options", "seconds"),
+    "ratio_default_options": ("ratio_default_options",),
+    "server_second_scope_seconds": ("server", "second_scope_seconds"),
+    "ratio_second_scope": ("ratio_second_scope",),
+    "direct_threads_seconds": ("direct_threads", "total_seconds"),
+    "ratio_direct_threads": ("ratio_direct_threads",),
+    "direct_threads_warm_seconds": ("direct_threads_warm", "total_seconds"),
+    "ratio_direct_threads_warm": ("ratio_direct_threads_warm",),
+    "server_default_options_second_scope_seconds": (
+        "server_default_options",
+        "second_scope_seconds",
+    ),
+}
+
+
+def _figure(run: dict[str, Any], path: tuple[str, ...]) -> float:
+    value: Any = run
+    for key in path:
+        value = value[key]
+    return float(value)
 
 
 def main() -> None:
@@ -350,31 +375,7 @@ def main() -> None:
             )
         results[f"{delay * 1000:.0f}ms"] = {
             "median": {
-                "direct_seconds": median([r["direct"]["total_seconds"] for r in runs]),
-                "direct_download_seconds": median([r["direct"]["download_seconds"] for r in runs]),
-                "direct_convert_seconds": median([r["direct"]["convert_seconds"] for r in runs]),
-                "direct_warm_seconds": median([r["direct_warm"]["total_seconds"] for r in runs]),
-                "server_seconds": median([r["server"]["seconds"] for r in runs]),
-                "ratio": median([r["ratio"] for r in runs]),
-                "server_default_options_seconds": median(
-                    [r["server_default_options"]["seconds"] for r in runs]
-                ),
-                "ratio_default_options": median([r["ratio_default_options"] for r in runs]),
-                "server_second_scope_seconds": median(
-                    [r["server"]["second_scope_seconds"] for r in runs]
-                ),
-                "ratio_second_scope": median([r["ratio_second_scope"] for r in runs]),
-                "direct_threads_seconds": median(
-                    [r["direct_threads"]["total_seconds"] for r in runs]
-                ),
-                "ratio_direct_threads": median([r["ratio_direct_threads"] for r in runs]),
-                "direct_threads_warm_seconds": median(
-                    [r["direct_threads_warm"]["total_seconds"] for r in runs]
-                ),
-                "ratio_direct_threads_warm": median([r["ratio_direct_threads_warm"] for r in runs]),
-                "server_default_options_second_scope_seconds": median(
-                    [r["server_default_options"]["second_scope_seconds"] for r in runs]
-                ),
+                name: median([_figure(run, path) for run in runs]) for name, path in MEDIANS.items()
             },
             "runs": runs,
         }
