@@ -87,41 +87,7 @@ class ObjectFiles:
         local = source.local_path(remote)
         if local is not None:
             return FetchedObject(remote, DownloadOutcome(DownloadStatus.OK), local)
-        return self._fetch_remote(source, remote, scope)
 
-    def fetch_all(
-        self, source: Source, remotes: Sequence[RemoteFile], scope: str
-    ) -> list[FetchedObject]:
-        """`fetch` of every one of `remotes`, the downloads at the same time (in order).
-
-        A source's candidates are asked for together, as Symbolicator does: a module
-        whose file is its third candidate then waits for one answer, not three one after
-        another. The price is a download that an earlier candidate, once known, would
-        have made unnecessary (an executable besides its debug companion)."""
-        fetched: list[FetchedObject | None] = []
-        remote_ones: list[RemoteFile] = []
-        for remote in remotes:
-            local = source.local_path(remote)
-            if local is None:
-                remote_ones.append(remote)
-            fetched.append(
-                None
-                if local is None
-                else FetchedObject(remote, DownloadOutcome(DownloadStatus.OK), local)
-            )
-        if len(remote_ones) < 2 or self._pool is None:
-            downloaded = iter([self._fetch_remote(source, r, scope) for r in remote_ones])
-        else:
-            # The calling thread downloads the first itself rather than wait idle.
-            later = [
-                self._pool.submit(self._fetch_remote, source, remote, scope)
-                for remote in remote_ones[1:]
-            ]
-            first = self._fetch_remote(source, remote_ones[0], scope)
-            downloaded = iter([first, *(future.result() for future in later)])
-        return [item if item is not None else next(downloaded) for item in fetched]
-
-    def _fetch_remote(self, source: Source, remote: RemoteFile, scope: str) -> FetchedObject:
         def download(target: Path) -> Computed:
             return self._download(source, remote, target)
 
@@ -130,6 +96,18 @@ class ObjectFiles:
             return FetchedObject(remote, DownloadOutcome(DownloadStatus.OK), entry.path)
         status = _ENTRY_TO_DOWNLOAD.get(entry.status, DownloadStatus.ERROR)
         return FetchedObject(remote, DownloadOutcome(status, entry.detail))
+
+    def fetch_all(
+        self, source: Source, remotes: Sequence[RemoteFile], scope: str
+    ) -> list[FetchedObject]:
+        """`fetch` of every one of `remotes` at the same time; the results in their order.
+
+        The calling thread fetches the first itself rather than wait idle."""
+        if len(remotes) < 2 or self._pool is None:
+            return [self.fetch(source, remote, scope) for remote in remotes]
+        later = [self._pool.submit(self.fetch, source, remote, scope) for remote in remotes[1:]]
+        first = self.fetch(source, remotes[0], scope)
+        return [first, *(future.result() for future in later)]
 
     def _download(self, source: Source, remote: RemoteFile, target: Path) -> Computed:
         outcome = source.download(remote, target)
