@@ -36,6 +36,7 @@ from symvault.caching.cacher import Cacher, CacheVersions, Clock, Computed
 from symvault.caching.entries import CacheEntry, EntryStatus
 from symvault.caching.keys import GLOBAL_SCOPE, CacheKey
 from symvault.caching.rules import TOUCH_EVERY
+from symvault.memo import Memo
 from symvault.model.objects import FileType, ObjectId, ObjectType, file_types_for
 from symvault.model.sources import SourceConfig
 from symvault.sources.base import DownloadStatus, applicable_file_types
@@ -157,12 +158,15 @@ class DerivedCache:
         self._objects = objects
         self._metas = metas
         self._clock = clock
-        # Results by entry identity, so warm lookups skip re-reading candidate lists.
-        self._results: OrderedDict[tuple[Path, float, int, str], DerivedResult] = OrderedDict()
-        self._results_lock = threading.Lock()
+        # Results by entry identity, so warm lookups skip re-reading candidate lists;
+        # kept from an entry's second use on, so one-off modules take no room.
+        self._results: Memo[tuple[Path, float, int, str], DerivedResult] = Memo(
+            _RESULT_ENTRIES, repeats_only=True
+        )
         # Whole lookups, for MEMO_SECONDS: a crash storm asks for the same modules
         # thousands of times a second, and each ask would otherwise stat every entry.
         self._memo: OrderedDict[tuple[object, ...], tuple[float, DerivedResult]] = OrderedDict()
+        self._memo_lock = threading.Lock()
 
     def key(self, config: SourceConfig, object_id: ObjectId, scope: str) -> CacheKey:
         return CacheKey(
@@ -175,12 +179,12 @@ class DerivedCache:
         """The derived cache of the best file across `sources` (computed if needed)."""
         memo_key = _memo_key(object_id, sources, scope)
         now = self._clock()
-        with self._results_lock:
+        with self._memo_lock:
             memo = self._memo.get(memo_key)
         if memo is not None and memo[0] > now:
             return memo[1]
         result = self._fetch(object_id, sources, scope)
-        with self._results_lock:
+        with self._memo_lock:
             self._memo[memo_key] = (now + MEMO_SECONDS, result)
             self._memo.move_to_end(memo_key)
             # Oldest first: what has expired goes, so the memo holds the last few
@@ -198,7 +202,7 @@ class DerivedCache:
 
         Cheap enough to call on the event loop or before handing work to a thread."""
         memo_key = _memo_key(object_id, sources, scope)
-        with self._results_lock:
+        with self._memo_lock:
             memo = self._memo.get(memo_key)
         return memo[1] if memo is not None and memo[0] > self._clock() else None
 
@@ -248,16 +252,11 @@ class DerivedCache:
 
     def _result(self, entry: CacheEntry, source_id: str) -> DerivedResult:
         identity = (entry.path, entry.mtime, entry.size, source_id)
-        with self._results_lock:
-            known = self._results.get(identity)
-            if known is not None:
-                self._results.move_to_end(identity)
-                return known
+        known = self._results.get(identity)
+        if known is not None:
+            return known
         result = _result(entry, source_id)
-        with self._results_lock:
-            self._results[identity] = result
-            if len(self._results) > _RESULT_ENTRIES:
-                self._results.popitem(last=False)
+        self._results.put(identity, result)
         return result
 
     def recompute(self, config: SourceConfig, object_id: ObjectId, scope: str) -> DerivedResult:

@@ -129,8 +129,11 @@ class SymcacheHandles:
         self._capacity = capacity
         self._open: OrderedDict[tuple[Path, float, int], Symcache] = OrderedDict()
         self._lock = threading.Lock()
-        # About a kilobyte an entry (the locations of an address, with their names).
-        self._lookups: Memo[tuple[int, int], tuple[Location, ...]] = Memo(remembered_lookups)
+        # About a kilobyte an entry (the locations of an address, with their names);
+        # kept from an address's second lookup on, so one-off addresses take no room.
+        self._lookups: Memo[tuple[int, int], tuple[Location, ...]] = Memo(
+            remembered_lookups, repeats_only=True
+        )
         self._tokens = itertools.count()
 
     def get(self, entry: CacheEntry) -> Symcache:

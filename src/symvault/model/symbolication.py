@@ -248,10 +248,11 @@ _REMEMBERED_TEXT = 512
 
 class _FramesMemo:
     """Validated frames by their fields: the same frames come back in crash after
-    crash, and validating one costs more than looking it up."""
+    crash, and validating one costs more than looking it up. A frame is kept from its
+    second use on: one-off frames would otherwise fill the memo for minutes."""
 
     def __init__(self, capacity: int = 16384) -> None:
-        self._known: Memo[tuple[Any, ...], RawFrame] = Memo(capacity)
+        self._known: Memo[tuple[Any, ...], RawFrame] = Memo(capacity, repeats_only=True)
 
     def resolve(self, stacktrace: Any) -> Any:
         """`stacktrace` with the frames known or valid as `RawFrame`s; frames that are
@@ -262,6 +263,9 @@ class _FramesMemo:
         if not isinstance(frames, list) or len(frames) > MAX_FRAMES:
             return stacktrace
         resolved: list[Any] = []
+        # A frame repeated in this stack trace (recursion) is validated once and
+        # counts as one use.
+        here: dict[tuple[Any, ...], RawFrame] = {}
         for frame in frames:
             if not isinstance(frame, dict):
                 resolved.append(frame)
@@ -282,12 +286,15 @@ class _FramesMemo:
                 key += (tuple(type(value) is bool for _, value in key),)
             known = self._known.get(key)
             if known is None:
+                known = here.get(key)
+            if known is None:
                 try:
                     known = RawFrame.model_validate(frame)
                 except ValidationError:
                     resolved.append(frame)
                     continue
                 self._known.put(key, known)
+                here[key] = known
             resolved.append(known)
         return {**stacktrace, "frames": resolved}
 

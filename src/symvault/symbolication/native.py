@@ -17,7 +17,7 @@ name of `abs_path`, `package` the module's code file.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -65,6 +65,9 @@ class ThreadContext:
     signal: int | None
     registers: dict[str, int]
     default_adjustment: Adjustment
+    #: Output frames rendered for this stack trace, by `LocationRenderer.frames`'s key:
+    #: a frame repeated in one trace (recursion) is rendered once and counts as one use.
+    rendered: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @functools.cache
@@ -176,8 +179,11 @@ class LocationRenderer:
         # Half a kilobyte to two an entry: `capacity` bounds them to tens of megabytes.
         self._rendered: Memo[Location, dict[str, Any]] = Memo(capacity)
         # Everything a frame's output depends on -> the output frames, with
-        # `original_index` still to be set (empty: nothing at the address).
-        self._frames: Memo[tuple[Any, ...], list[dict[str, Any]]] = Memo(capacity)
+        # `original_index` still to be set (empty: nothing at the address). Kept from
+        # a frame's second use on: one-off frames would otherwise fill it for minutes.
+        self._frames: Memo[tuple[Any, ...], list[dict[str, Any]]] = Memo(
+            capacity, repeats_only=True
+        )
 
     def render(self, location: Location) -> dict[str, Any]:
         """The fields a function found at an address gives a frame."""
@@ -229,6 +235,8 @@ class LocationRenderer:
             crashing,
         )
         known = self._frames.get(key)
+        if known is None:
+            known = context.rendered.get(key)
         if known is not None:
             return known
         relative = lookup_address(frame, module, index, context, handle.arch)
@@ -243,6 +251,7 @@ class LocationRenderer:
         client_text = len(frame.filename or "") + len(frame.abs_path or "")
         if client_text + len(module.raw.code_file or "") <= _REMEMBERED_CLIENT_TEXT:
             self._frames.put(key, rendered)
+            context.rendered[key] = rendered
         return rendered
 
     def render_frames(

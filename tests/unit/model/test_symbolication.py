@@ -10,6 +10,7 @@ from symvault.model.sources import HttpSourceConfig, StoreSourceConfig
 from symvault.model.symbolication import (
     RequestError,
     RequestOptions,
+    SymbolicateRequest,
     parse_hex,
     parse_request,
 )
@@ -249,16 +250,40 @@ def test_errors_list_every_problem_up_to_ten() -> None:
     assert problems[0].startswith("stacktraces.0.frames.0.")
 
 
-class TestRememberedFrames:
-    """Frames seen before are found, not validated again; what was invalid stays so."""
+def _parsed_twice(body: dict[str, Any]) -> SymbolicateRequest:
+    """The request parsed a second time: its frames are remembered from then on."""
+    parse_request(body)
+    return parse_request(body)
 
-    def test_the_same_frame_is_validated_once(self) -> None:
-        body = frame_request(addr_mode="rel:1", function="main", lineno=7)
-        first = parse_request(body).stacktraces[0].frames[0]
-        second = parse_request(frame_request(addr_mode="rel:1", function="main", lineno=7))
-        assert second.stacktraces[0].frames[0] is first
+
+class TestRememberedFrames:
+    """Frames seen twice are found, not validated again; what was invalid stays so."""
+
+    def test_a_frame_seen_twice_is_then_found(self) -> None:
+        body = frame_request(addr_mode="rel:1", function="seen_twice", lineno=7)
+        first = _parsed_twice(body).stacktraces[0].frames[0]
+        again = parse_request(frame_request(addr_mode="rel:1", function="seen_twice", lineno=7))
+        assert again.stacktraces[0].frames[0] is first
         assert first.relative_module == 1
         assert first.lineno == 7
+
+    def test_a_frame_seen_once_takes_no_place(self) -> None:
+        # One-off frames (addresses no other crash shares) must not fill the memo.
+        body = frame_request(function="seen_once", lineno=3)
+        first = parse_request(body).stacktraces[0].frames[0]
+        second = parse_request(body).stacktraces[0].frames[0]
+        assert second == first
+        assert second is not first
+        assert parse_request(body).stacktraces[0].frames[0] is second
+
+    def test_a_frame_repeated_in_one_stack_trace_counts_once(self) -> None:
+        repeated = {"instruction_addr": "0x4242", "function": "recursive"}
+        body = {"stacktraces": [{"frames": [repeated, dict(repeated), dict(repeated)]}]}
+        first = parse_request(body).stacktraces[0].frames
+        assert first[0] is first[1] is first[2]
+        second = parse_request(body).stacktraces[0].frames
+        assert second[0] is not first[0]
+        assert parse_request(body).stacktraces[0].frames[0] is second[0]
 
     def test_other_values_are_other_frames(self) -> None:
         first = parse_request(frame_request(lineno=7)).stacktraces[0].frames[0]
@@ -268,19 +293,19 @@ class TestRememberedFrames:
 
     def test_a_boolean_does_not_find_a_frame_validated_with_an_integer(self) -> None:
         # True == 1 in Python: the memo must still tell them apart.
-        assert parse_request(frame_request(lineno=1)).stacktraces[0].frames[0].lineno == 1
+        assert _parsed_twice(frame_request(lineno=1)).stacktraces[0].frames[0].lineno == 1
         with pytest.raises(RequestError, match=r"^stacktraces\.0\.frames\.0\.lineno: "):
             parse_request(frame_request(lineno=True))
 
     def test_an_integer_does_not_find_a_frame_validated_with_a_boolean(self) -> None:
-        adjusted = parse_request(frame_request(adjust_instruction_addr=True))
+        adjusted = _parsed_twice(frame_request(adjust_instruction_addr=True))
         assert adjusted.stacktraces[0].frames[0].adjust_instruction_addr is True
         with pytest.raises(RequestError, match=r"adjust_instruction_addr: "):
             parse_request(frame_request(adjust_instruction_addr=1))
 
     def test_an_invalid_frame_among_known_ones_is_named(self) -> None:
         known = {"instruction_addr": "0x1000"}
-        parse_request({"stacktraces": [{"frames": [known]}]})
+        _parsed_twice({"stacktraces": [{"frames": [known]}]})
         body = {"stacktraces": [{"frames": [known, {"instruction_addr": "0x2", "trust": "x"}]}]}
         with pytest.raises(RequestError, match=r"^stacktraces\.0\.frames\.1\.trust: "):
             parse_request(body)
@@ -296,13 +321,13 @@ class TestRememberedFrames:
         # The memo's size is bounded by its entry count: a client sending long names
         # must not fill it with megabytes per entry.
         body = frame_request(function="f" * 100_000)
-        first = parse_request(body).stacktraces[0].frames[0]
-        second = parse_request(body).stacktraces[0].frames[0]
-        assert first == second
-        assert first is not second
+        first = _parsed_twice(body).stacktraces[0].frames[0]
+        again = parse_request(body).stacktraces[0].frames[0]
+        assert first == again
+        assert first is not again
         many = frame_request(**{f"extra_{n}": n for n in range(50)})
         assert (
-            parse_request(many).stacktraces[0].frames[0]
+            _parsed_twice(many).stacktraces[0].frames[0]
             is not (parse_request(many).stacktraces[0].frames[0])
         )
 

@@ -7,6 +7,7 @@ every architecture symbolic names, many addresses and signals.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -312,12 +313,29 @@ class TestRememberedFrames:
     def probe(fixtures: dict[str, Any]) -> int:
         return BASE + int(fixtures["probes"]["crash_elf"][0]["return_address"], 16)
 
+    @staticmethod
+    def remembered(
+        renderer: LocationRenderer,
+        sent: RawFrame,
+        loaded: Module,
+        index: int,
+        thread: ThreadContext,
+    ) -> list[dict[str, Any]]:
+        """The frames of `sent` after two uses in other stack traces: remembered."""
+        for _ in range(2):
+            renderer.frames(sent, loaded, index, replace(thread, rendered={}))
+        return renderer.frames(sent, loaded, index, thread)
+
     def test_the_same_frames_as_a_lookup(self, crash: Module, fixtures: dict[str, Any]) -> None:
         renderer = LocationRenderer(Demangler())
         sent = frame(self.probe(fixtures))
+        once = renderer.frames(sent, crash, 1, context())
+        twice = renderer.frames(sent, crash, 1, context())
+        assert twice is not once  # one use in another trace is not remembered
         first = renderer.frames(sent, crash, 1, context())
+        assert first is twice  # from the second use on
         again = renderer.frames(sent, crash, 1, context())
-        assert again is first  # remembered
+        assert again is first
         expected = fixtures["probes"]["crash_elf"][0]["frames"]
         assert [f["function"] for f in first] == [f["function"] for f in expected]
         relative = lookup_address(sent, crash, 1, context(), "x86_64")
@@ -338,18 +356,32 @@ class TestRememberedFrames:
         assert "context_line" not in second[0]
         assert list(second[0]) == [key for key in first[0] if key != "context_line"]
 
+    def test_a_frame_repeated_in_one_stack_trace_counts_once(
+        self, crash: Module, fixtures: dict[str, Any]
+    ) -> None:
+        renderer = LocationRenderer(Demangler())
+        sent = frame(self.probe(fixtures))
+        thread = context()
+        recursion = [renderer.frames(sent, crash, index, thread) for index in (1, 2, 3)]
+        assert recursion[0] is recursion[1] is recursion[2]
+        other = renderer.frames(sent, crash, 1, context())
+        assert other is not recursion[0]  # the first trace was one use
+        assert renderer.frames(sent, crash, 1, context()) is other
+
     def test_what_the_output_depends_on_is_part_of_the_key(
         self, crash: Module, fixtures: dict[str, Any]
     ) -> None:
         renderer = LocationRenderer(Demangler())
         address = self.probe(fixtures)
-        caller = renderer.frames(frame(address), crash, 1, context())
-        crashing = renderer.frames(frame(address), crash, 0, context())
-        scanned = renderer.frames(frame(address, trust="scan"), crash, 1, context())
-        exact = renderer.frames(frame(address), crash, 1, context(default=Adjustment.NO))
+        # Each variant is remembered first: a key missing a part would find another's.
+        remembered = self.remembered
+        caller = remembered(renderer, frame(address), crash, 1, context())
+        crashing = remembered(renderer, frame(address), crash, 0, context())
+        scanned = remembered(renderer, frame(address, trust="scan"), crash, 1, context())
+        exact = remembered(renderer, frame(address), crash, 1, context(default=Adjustment.NO))
         moved = module(2 * BASE)
         moved.handle = crash.handle
-        elsewhere = renderer.frames(frame(address - BASE + 2 * BASE), moved, 1, context())
+        elsewhere = remembered(renderer, frame(address - BASE + 2 * BASE), moved, 1, context())
         assert caller[0]["instruction_addr"] == hex(address - 1)
         assert crashing[0]["instruction_addr"] == hex(address)  # looked up where it points
         assert exact[0]["instruction_addr"] == hex(address)
@@ -358,7 +390,7 @@ class TestRememberedFrames:
         assert elsewhere[0]["instruction_addr"] == hex(address - BASE + 2 * BASE - 1)
         # A faulting crashing frame whose IP register points elsewhere: the call before.
         faulting = context(signal=11, registers={"rip": 1})
-        assert renderer.frames(frame(address), crash, 0, faulting)[0]["instruction_addr"] == (
+        assert remembered(renderer, frame(address), crash, 0, faulting)[0]["instruction_addr"] == (
             hex(address - 1)
         )
 
@@ -372,7 +404,7 @@ class TestRememberedFrames:
     ) -> None:
         renderer = LocationRenderer(Demangler())
         sent = frame(self.probe(fixtures), abs_path="/" + "d" * 100_000)
-        first = renderer.frames(sent, crash, 1, context())
+        first = self.remembered(renderer, sent, crash, 1, context())
         again = renderer.frames(sent, crash, 1, context())
         assert first == again
         assert again is not first
