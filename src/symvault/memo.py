@@ -44,7 +44,11 @@ class Memo(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         with self._lock:
-            if self._seen is not None and not self._seen_before(key):
+            if (
+                self._seen is not None
+                and key not in self._entries  # a key with an entry is a repeat
+                and not self._seen_before(key)
+            ):
                 return
             if len(self._entries) >= self._capacity:
                 self._entries.clear()

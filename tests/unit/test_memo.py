@@ -72,3 +72,11 @@ def test_repeats_only_forgets_seen_keys_when_their_room_is_full() -> None:
     assert memo.get(1) is None
     memo.put(3, 3)
     assert memo.get(3) == 3
+
+
+def test_repeats_only_replaces_a_kept_value_at_once() -> None:
+    memo: Memo[str, int] = Memo(4, repeats_only=True)
+    memo.put("a", 1)
+    memo.put("a", 1)
+    memo.put("a", 2)
+    assert memo.get("a") == 2

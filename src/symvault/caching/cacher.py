@@ -12,7 +12,6 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from symvault.caching.entries import CacheEntry, EntryStatus, read_trailer, writ
 from symvault.caching.keys import CacheKey
 from symvault.caching.locks import KeyLocks
 from symvault.caching.rules import TOUCH_EVERY, ExpiryRules
+from symvault.memo import Memo
 from symvault.metrics import Metrics
 
 __all__ = ["CacheVersions", "Cacher", "Clock", "ComputeFn", "Computed"]
@@ -91,8 +91,11 @@ class Cacher:
         self._locks = KeyLocks(root / "locks" / f"{name}.lock")
         self._inflight: dict[CacheKey, Future[CacheEntry]] = {}
         # Parsed trailers by path, valid while the file's identity is unchanged: warm
-        # lookups then cost one stat instead of a read and a JSON parse.
-        self._parsed: OrderedDict[Path, tuple[tuple[int, int, int], _Parsed]] = OrderedDict()
+        # lookups then cost one stat instead of a read and a JSON parse. Kept from an
+        # entry's second read on: entries read once (a crash nobody else has) take no room.
+        self._parsed: Memo[Path, tuple[tuple[int, int, int], _Parsed]] = Memo(
+            _PARSED_ENTRIES, repeats_only=True
+        )
         self._refreshing: set[CacheKey] = set()
         self._lock = threading.Lock()
 
@@ -177,17 +180,12 @@ class Cacher:
         if self.raw:
             return (EntryStatus.OK, None, {}), stat
         identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            memo = self._parsed.get(path)
+        memo = self._parsed.get(path)
         if memo is not None and memo[0] == identity:
             return memo[1], stat
         status, detail, info, stat = read_trailer(path)
         parsed = (status, detail, info)
-        with self._lock:
-            self._parsed[path] = ((stat.st_ino, stat.st_mtime_ns, stat.st_size), parsed)
-            self._parsed.move_to_end(path)
-            if len(self._parsed) > _PARSED_ENTRIES:
-                self._parsed.popitem(last=False)
+        self._parsed.put(path, ((stat.st_ino, stat.st_mtime_ns, stat.st_size), parsed))
         return parsed, stat
 
     def _load(self, key: CacheKey, version: int) -> CacheEntry | None:
