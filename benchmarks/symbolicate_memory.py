@@ -24,7 +24,7 @@ Load, both for the whole duration:
 Every second the benchmark reads VmRSS, RssAnon and RssFile of every server process
 (/proc/<pid>/status of the server and its descendants). Reported: total RSS at 1, 5 and 10
 minutes, its maximum, and its slope (least squares, MiB per minute) after the first minute
-and over the last 5 minutes; the samples are kept in the JSON.
+and over the last 5 minutes, and the mean of each minute; the samples are kept in the JSON.
 
 Usage: uv run python benchmarks/symbolicate_memory.py [--seconds 600] [--workers 2]
 """
@@ -200,6 +200,16 @@ def slope_mib_per_minute(samples: list[dict[str, Any]], since: float, key: str =
     return round(60 * numerator / denominator, 2)
 
 
+def minute_means(samples: list[dict[str, Any]], key: str = "rss") -> list[float]:
+    """Mean of each whole minute's samples: single samples swing with every conversion."""
+    means = []
+    for minute in range(int(samples[-1]["t"] // 60)):
+        window = [s[key] for s in samples if minute * 60 <= s["t"] < (minute + 1) * 60]
+        if window:
+            means.append(round(sum(window) / len(window) / MIB, 1))
+    return means
+
+
 def at(samples: list[dict[str, Any]], seconds: float, key: str = "rss") -> float:
     nearest = min(samples, key=lambda s: abs(s["t"] - seconds))
     return round(nearest[key] / MIB, 1)
@@ -281,6 +291,7 @@ def main() -> None:
         "anon_mib_at_end": round(samples[-1]["anon"] / MIB, 1),
         "file_mib_at_1_min": at(samples, 60, "file"),
         "file_mib_at_end": round(samples[-1]["file"] / MIB, 1),
+        "rss_mib_minute_means": minute_means(samples),
         "slope_mib_per_min_after_1_min": slope_mib_per_minute(samples, 60),
         "slope_mib_per_min_last_5_min": slope_mib_per_minute(samples, duration - 300),
         "anon_slope_mib_per_min_after_1_min": slope_mib_per_minute(samples, 60, "anon"),
