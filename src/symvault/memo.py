@@ -32,7 +32,9 @@ class Memo(Generic[K, V]):
             raise ValueError("a memo holds at least one entry")
         self._capacity = capacity
         self._entries: dict[K, V] = {}
-        self._seen: set[int] | None = set() if repeats_only else None
+        self._repeats_only = repeats_only
+        # Hashes of keys put once and not kept (repeats-only memos).
+        self._seen: set[int] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -45,7 +47,7 @@ class Memo(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         with self._lock:
             if (
-                self._seen is not None
+                self._repeats_only
                 and key not in self._entries  # a key with an entry is a repeat
                 and not self._seen_before(key)
             ):
@@ -57,7 +59,6 @@ class Memo(Generic[K, V]):
     def _seen_before(self, key: K) -> bool:
         """Whether `key` was put before; remembers it if not (caller holds the lock)."""
         seen = self._seen
-        assert seen is not None
         hashed = hash(key)
         if hashed in seen:
             seen.discard(hashed)

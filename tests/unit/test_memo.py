@@ -60,7 +60,7 @@ def test_repeats_only_holds_no_values_for_one_off_keys() -> None:
     for key in range(1000):
         memo.put(key, b"x" * 100)
     assert len(memo) == 0
-    assert len(memo._seen or ()) <= 8
+    assert len(memo._seen) <= 8
 
 
 def test_repeats_only_forgets_seen_keys_when_their_room_is_full() -> None:

@@ -54,6 +54,11 @@ _Parsed = tuple[EntryStatus, str | None, dict[str, Any]]
 _PARSED_ENTRIES = 4096
 
 
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    """What tells one version of a file from another, for the parsed-trailer memo."""
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 class Cacher:
     """One cache kind's entries: lookups, coalesced computations, background refreshes."""
 
@@ -179,13 +184,12 @@ class Cacher:
         stat = path.stat()
         if self.raw:
             return (EntryStatus.OK, None, {}), stat
-        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         memo = self._parsed.get(path)
-        if memo is not None and memo[0] == identity:
+        if memo is not None and memo[0] == _identity(stat):
             return memo[1], stat
         status, detail, info, stat = read_trailer(path)
         parsed = (status, detail, info)
-        self._parsed.put(path, ((stat.st_ino, stat.st_mtime_ns, stat.st_size), parsed))
+        self._parsed.put(path, (_identity(stat), parsed))
         return parsed, stat
 
     def _load(self, key: CacheKey, version: int) -> CacheEntry | None:
