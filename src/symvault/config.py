@@ -27,6 +27,7 @@ from pydantic import (
 
 from symvault.errors import ConfigError
 from symvault.model.sources import SourceConfig
+from symvault.model.validation import problems as validation_problems
 
 __all__ = [
     "CacheConfig",
@@ -388,8 +389,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         return Config.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
+            validation_problems(exc, limit=None, root="<root>", mapping="a mapping")
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc
 

@@ -172,6 +172,24 @@ logging:
         assert "upload.chunk_size" in str(caught.value)
         assert "upload.concurrency" in str(caught.value)
 
+    @pytest.mark.parametrize(
+        ("text", "problem"),
+        [
+            ("sources: sentry\n", "sources: Input should be a list"),
+            ("sources:\n  - 1\n", "sources.0: Input should be a mapping"),
+            ("upload: 5\n", "upload: Input should be a mapping"),
+            (
+                "reserved_ip_allowlist: 10.0.0.0/8\n",
+                "reserved_ip_allowlist: Input should be a list",
+            ),
+        ],
+    )
+    def test_type_errors_speak_yaml(self, tmp_path: Path, text: str, problem: str) -> None:
+        """Lists and mappings, not the Python types the file is validated into."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(write_config(tmp_path, text))
+        assert str(caught.value) == f"invalid configuration: {problem}"
+
     def test_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="cannot read config file"):
             load_config(tmp_path / "absent.yml")

@@ -27,6 +27,7 @@ from pydantic import (
 
 from symvault.memo import Memo
 from symvault.model.sources import SourceConfig
+from symvault.model.validation import problems as validation_problems
 
 __all__ = [
     "LANGUAGES",
@@ -185,23 +186,15 @@ def parse_request(body: Any) -> SymbolicateRequest:
         try:
             sources = _REQUEST_SOURCES.parse(body["sources"])
         except ValidationError as exc:
-            problems = _problems(exc, "sources")
+            problems = validation_problems(exc, "sources")
         body = {key: value for key, value in body.items() if key != "sources"}
     try:
         request = SymbolicateRequest.model_validate(body)
     except ValidationError as exc:
-        problems += _problems(exc)
+        problems += validation_problems(exc)
     if problems:
         raise RequestError("; ".join(problems[:10]))
     return request if sources is None else request.model_copy(update={"sources": sources})
-
-
-def _problems(exc: ValidationError, prefix: str | None = None) -> list[str]:
-    problems = []
-    for item in exc.errors()[:10]:
-        location = [prefix, *item["loc"]] if prefix is not None else item["loc"]
-        problems.append(f"{'.'.join(str(part) for part in location) or 'body'}: {item['msg']}")
-    return problems
 
 
 #: Source lists longer than this (as JSON) are validated every time.

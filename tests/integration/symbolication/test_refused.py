@@ -98,6 +98,28 @@ def test_schema_errors_name_the_field(anonymous: httpx.Client, body: Any, field:
     assert response.json()["detail"].startswith(field + ":"), response.json()
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ([], "body: Input should be an object"),
+        ({"stacktraces": "x"}, "stacktraces: Input should be a list"),
+        ({"stacktraces": [{"frames": ["a"]}]}, "stacktraces.0.frames.0: Input should be an object"),
+        ({"modules": {}}, "modules: Input should be a list"),
+        ({"options": []}, "options: Input should be an object"),
+        ({"sources": [1]}, "sources.0: Input should be an object"),
+        (
+            {"stacktraces": [{"frames": [{"instruction_addr": "0xZZ"}]}]},
+            "stacktraces.0.frames.0.instruction_addr: invalid address '0xZZ'",
+        ),
+    ],
+)
+def test_schema_errors_speak_json(anonymous: httpx.Client, body: Any, detail: str) -> None:
+    """Lists and objects, not the Python types and classes the body is validated into."""
+    response = anonymous.post("/symbolicate", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json() == {"detail": detail}
+
+
 def test_unknown_fields_are_ignored(
     client: httpx.Client, fixtures: dict[str, Any], formats_project: str
 ) -> None:
