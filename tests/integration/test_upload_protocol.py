@@ -559,6 +559,7 @@ def test_malformed_assemble_request(chunks: ChunkClient, body: str, detail: str)
         (b"", "The request body is empty; a JSON document was expected"),
         (b"{not json", "The request body is not valid JSON: "),
         (b"\xff\xfe{}", "The request body is not valid JSON: "),
+        (b"[" * 5_000 + b"]" * 5_000, "The request body is nested too deeply"),
     ],
 )
 def test_assemble_body_must_be_json(chunks: ChunkClient, body: bytes, detail: str) -> None:

@@ -83,6 +83,8 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("The request body is nested too deeply") from exc
 
 
 async def feed_body(request: Request, receiver: MultipartReceiver) -> None:

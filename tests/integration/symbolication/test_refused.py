@@ -120,6 +120,16 @@ def test_schema_errors_speak_json(anonymous: httpx.Client, body: Any, detail: st
     assert response.json() == {"detail": detail}
 
 
+@pytest.mark.parametrize("path", ["/symbolicate", "/symbolicate/v5"])
+@pytest.mark.parametrize("depth", [5_000, 100_000])  # parsed here and on a worker thread
+def test_deeply_nested_bodies_are_refused(anonymous: httpx.Client, path: str, depth: int) -> None:
+    body = b"[" * depth + b"]" * depth
+    response = anonymous.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json() == {"detail": "The request body is nested too deeply"}
+    assert anonymous.get("/healthcheck").text == "ok"
+
+
 def test_unknown_fields_are_ignored(
     client: httpx.Client, fixtures: dict[str, Any], formats_project: str
 ) -> None:
