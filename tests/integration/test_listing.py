@@ -193,7 +193,15 @@ def test_download_of_an_unknown_id_is_404(
         ({"id": "abc"}, "Query parameter 'id' must be an integer, not 'abc'"),
         ({"id": "-1"}, "Query parameter 'id' must not be negative"),
         ({"per_page": "many"}, "Query parameter 'per_page' must be an integer, not 'many'"),
+        ({"id": "1_000"}, "Query parameter 'id' must be an integer, not '1_000'"),
+        ({"id": "9" * 30}, f"Query parameter 'id' must be at most {2**63 - 1}"),
+        ({"per_page": "9" * 30}, f"Query parameter 'per_page' must be at most {2**63 - 1}"),
         ({"cursor": "bad"}, "Invalid cursor 'bad'"),
+        ({"cursor": "0:1.5:0"}, "Invalid cursor '0:1.5:0'"),
+        (
+            {"cursor": f"0:{'9' * 30}:0"},
+            f"Invalid cursor '0:{'9' * 30}:0': the offset is too large",
+        ),
         ({"debug_id": "xyz"}, "invalid debug id: 'xyz'"),
         ({"code_id": "not-hex"}, "invalid code id: 'not-hex'"),
     ],
@@ -285,6 +293,7 @@ def test_delete_needs_a_valid_id(client: httpx.Client, listed: dict[str, dict[st
     for params, detail in (
         ({}, "Query parameter 'id' is required"),
         ({"id": "abc"}, "Query parameter 'id' must be an integer, not 'abc'"),
+        ({"id": "9" * 30}, f"Query parameter 'id' must be at most {2**63 - 1}"),
     ):
         response = client.delete(dsyms, params=params)
         assert response.status_code == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -38,16 +39,22 @@ async def _project(request: Request, scopes: frozenset[str], create: bool = Fals
     )
 
 
+#: Ids and offsets are 64-bit signed integers in the database.
+_MAX_INTEGER = 2**63 - 1
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _int_param(params: QueryParams, name: str, default: int | None = None) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"Query parameter {name!r} must be an integer, not {raw[:40]!r}") from None
+    if not _INTEGER.fullmatch(raw):
+        raise BadRequest(f"Query parameter {name!r} must be an integer, not {raw[:40]!r}")
+    value = int(raw)
     if value < 0:
         raise BadRequest(f"Query parameter {name!r} must not be negative")
+    if value > _MAX_INTEGER:
+        raise BadRequest(f"Query parameter {name!r} must be at most {_MAX_INTEGER}")
     return value
 
 
@@ -56,9 +63,12 @@ def _parse_cursor(raw: str | None) -> int:
     if not raw:
         return 0
     parts = raw.split(":")
-    if len(parts) != 3 or not all(part.lstrip("-").isdigit() for part in parts):
+    if len(parts) != 3 or not all(_INTEGER.fullmatch(part) for part in parts):
         raise BadRequest(f"Invalid cursor {raw[:40]!r}")
-    return max(int(parts[1]), 0)
+    offset = int(parts[1])
+    if offset > _MAX_INTEGER:
+        raise BadRequest(f"Invalid cursor {raw[:40]!r}: the offset is too large")
+    return max(offset, 0)
 
 
 def _query_of(params: QueryParams) -> DebugFileQuery:
