@@ -82,5 +82,7 @@ def run_request(
         request = parse_request(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise UnprocessableEntity(f"{path}: {exc}") from exc
+    except RecursionError as exc:
+        raise UnprocessableEntity(f"{path}: the JSON is nested too deeply") from exc
     chosen = request.sources if request.sources is not None else sources
     return symbolicator.symbolicate(request, chosen, "global")

@@ -198,3 +198,21 @@ class TestRequestFile:
         assert result.returncode == 2
         assert result.stdout == ""
         assert "stacktraces.0.frames.0.instruction_addr: Field required" in result.stderr
+
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [
+            (b"[" * 100_000 + b"]" * 100_000, "the JSON is nested too deeply"),
+            (b"\xe4\x00garbage", "can't decode byte 0xe4"),
+            (b"{", "Expecting property name"),
+        ],
+    )
+    def test_an_unreadable_request(self, tmp_path: Path, content: bytes, message: str) -> None:
+        request = tmp_path / "request.json"
+        request.write_bytes(content)
+        result = symvault("--data-dir", tmp_path / "data", "--request", request)
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert f"{request}: " in result.stderr
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
