@@ -44,6 +44,9 @@ class SourceBundleConversion:
                 index = _index(archive)
         except (zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
             raise ConversionFailed(EntryStatus.MALFORMED, f"damaged source bundle: {exc}") from exc
+        except RecursionError as exc:
+            detail = "damaged source bundle: its manifest is nested too deeply"
+            raise ConversionFailed(EntryStatus.MALFORMED, detail) from exc
         shutil.copyfile(source_file, target)
         return {"files": len(index)}
 

@@ -68,7 +68,7 @@ class SentrySource:
             )
         try:
             listing = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
             listing = None
         if not isinstance(listing, list):
             raise CandidatesUnavailable(

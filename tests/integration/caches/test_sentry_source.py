@@ -13,6 +13,7 @@ from tests.conftest import fixture_path
 from tests.integration.caches.conftest import CrashModules, World
 from tests.support.sentry_cli import SentryCli
 from tests.support.server import ServerProcess
+from tests.support.symbol_server import Reply, SymbolServer
 
 ORG = "default"
 
@@ -64,3 +65,22 @@ def test_modules_the_other_symvault_lacks_are_not_found(
     result = world.caches().symcaches.fetch(crash.pe, [sentry_source(server, uploaded)], "global")
     assert result.status is EntryStatus.NOT_FOUND
     assert result.candidates == []
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [b'{"files": []}', b"<html>busy</html>", b"[" * 100_000 + b"]" * 100_000],
+    ids=["an object", "not json", "nested too deeply"],
+)
+def test_a_listing_that_is_not_a_json_list(
+    world: World, symbols: SymbolServer, crash: CrashModules, listing: bytes
+) -> None:
+    symbols.misbehave("listing/", Reply.file(listing))
+    config = parse_sources(
+        [{"type": "sentry", "id": "upstream", "url": f"{symbols.url}/listing/", "token": "t"}]
+    )[0]
+    result = world.caches().symcaches.fetch(crash.elf, [config], "global")
+    assert not result.ok
+    assert [(c.status.value, c.details) for c in result.candidates] == [
+        ("error", "the listing is not a JSON list")
+    ]
