@@ -17,6 +17,7 @@ from symvault.store.multipart import MultipartReceiver
 __all__ = [
     "authenticate",
     "authorize_project",
+    "check_credentials",
     "feed_body",
     "read_json",
     "run_blocking",
@@ -48,6 +49,13 @@ async def authenticate(request: Request) -> Principal:
     if principal is not None:
         return principal
     return await run_blocking(accounts.authenticate, header)
+
+
+async def check_credentials(request: Request) -> None:
+    """For endpoints open to anonymous clients: credentials that are sent must be valid,
+    so that a client with a mistyped or revoked token hears of it (401)."""
+    if "authorization" in request.headers:
+        await authenticate(request)
 
 
 async def authorize_project(

@@ -8,7 +8,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from symvault.api.common import authenticate, authorize_project, read_json, services_of
+from symvault.api.common import (
+    authenticate,
+    authorize_project,
+    check_credentials,
+    read_json,
+    services_of,
+)
 from symvault.api.responses import JsonResponse
 from symvault.app import Services
 from symvault.errors import BadRequest, Forbidden, NotFound, UnprocessableEntity
@@ -52,6 +58,7 @@ async def _authorize_sources(
     # a token that may read each store they name.
     stores = [source for source in sources if isinstance(source, StoreSourceConfig)]
     if not stores or not from_request:
+        await check_credentials(request)
         return
     principal = await authenticate(request)
     for store in stores:

@@ -130,6 +130,26 @@ def test_deeply_nested_bodies_are_refused(anonymous: httpx.Client, path: str, de
     assert anonymous.get("/healthcheck").text == "ok"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/symbolicate", {"sources": [], "stacktraces": [{"frames": [FRAME]}]}),
+        ("/symbolicate/v5", {"jobs": [{"memoryMap": [], "stacks": [[]]}]}),
+    ],
+)
+def test_open_endpoints_check_credentials_that_are_sent(
+    anonymous: httpx.Client, client: httpx.Client, path: str, body: dict[str, Any]
+) -> None:
+    """No token is needed here; a token that is sent must be valid."""
+    assert anonymous.post(path, json=body).status_code == 200
+    assert client.post(path, json=body).status_code == 200
+
+    for header in ("Bearer not-a-token", "Basic Zm9vOmJhcg=="):
+        response = anonymous.post(path, json=body, headers={"Authorization": header})
+        assert response.status_code == 401, response.text
+        assert response.json()["detail"]
+
+
 def test_unknown_fields_are_ignored(
     client: httpx.Client, fixtures: dict[str, Any], formats_project: str
 ) -> None:
