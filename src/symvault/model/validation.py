@@ -7,8 +7,12 @@ messages that name those are put in the sender's terms.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails  # pydantic's own error type
 
 __all__ = ["problems"]
 
