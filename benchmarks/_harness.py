@@ -60,8 +60,15 @@ def free_port() -> int:
 class Server:
     """`symvault serve` in a subprocess, with its own data directory, config and log file."""
 
-    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        config: dict[str, Any] | None = None,
+        environment: dict[str, str | None] | None = None,
+    ) -> None:
+        """`environment`: variables set (or, if None, removed) for the server process."""
         self.data_dir = data_dir
+        self.environment = environment or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = data_dir.parent / f"{data_dir.name}.yml"
@@ -99,7 +106,7 @@ class Server:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=server_environment(),
+                env=server_environment(self.environment),
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -149,8 +156,9 @@ class Server:
         return httpx.get(f"{self.url}/metrics", timeout=30).text
 
 
-def server_environment() -> dict[str, str]:
-    """The server's environment: this one, unbuffered, with a bytecode cache.
+def server_environment(changes: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The server's environment: this one, unbuffered, with a bytecode cache, and `changes`
+    (a None value removes a variable).
 
     This machine sets PYTHONDONTWRITEBYTECODE and the project environment holds no .pyc
     files, so every server process would compile each module it imports, at start-up and
@@ -162,19 +170,29 @@ def server_environment() -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(default_workdir() / "pycache")
+    for name, value in (changes or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, config: dict[str, Any] | None = None) -> Iterator[Server]:
-    """A started server whose data directory and config are removed afterwards.
+def running_server(
+    data_dir: Path,
+    config: dict[str, Any] | None = None,
+    environment: dict[str, str | None] | None = None,
+) -> Iterator[Server]:
+    """A started server (`Server`'s arguments) whose data directory and config are removed
+    afterwards.
 
     Raises `RunDisturbed` if the server process ends before the benchmark stops it (another
     program on the machine may stop servers, for instance).
     """
     if data_dir.exists():
         shutil.rmtree(data_dir)
-    server = Server(data_dir, config)
+    server = Server(data_dir, config, environment)
     try:
         server.start()
         try:
@@ -960,6 +978,24 @@ def native_layout(modules: Sequence[BenchModule], directory: Path) -> dict[str, 
         shutil.copyfile(module.file, target)
         placed[module.name] = relative
     return placed
+
+
+@dataclass(frozen=True)
+class NativeSymbols:
+    """The modules of the symbolication benchmarks with their debug files in native layout."""
+
+    modules: list[BenchModule]
+    directory: Path
+    paths: dict[str, str]
+    """Module name -> its debug file's path in `directory`."""
+
+
+def native_symbols(workdir: Path) -> NativeSymbols:
+    """`bench_modules` (made in `workdir/modules`), their files in native layout in
+    `workdir/symbols`."""
+    modules = bench_modules(bench_fixtures(), workdir / "modules")
+    directory = workdir / "symbols"
+    return NativeSymbols(modules, directory, native_layout(modules, directory))
 
 
 #: Where each module of a request is loaded (WebAssembly modules have no address).

@@ -50,8 +50,6 @@ import symbolic
 from _harness import (
     BenchModule,
     ForeignLoad,
-    bench_fixtures,
-    bench_modules,
     default_workdir,
     drop_caches,
     drop_caches_available,
@@ -59,7 +57,7 @@ from _harness import (
     lookup_plan,
     machine_info,
     median,
-    native_layout,
+    native_symbols,
     percentile,
     undisturbed_run,
     wait_for_quiet_machine,
@@ -269,9 +267,8 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
 
-    modules = bench_modules(bench_fixtures(), workdir / "modules")
-    symbols = workdir / "symbols"
-    native_layout(modules, symbols)
+    native = native_symbols(workdir)
+    modules, symbols = native.modules, native.directory
     empty = [workdir / "empty-a", workdir / "empty-b"]
     for path in empty:
         path.mkdir()

@@ -60,14 +60,12 @@ from _harness import (
     BenchModule,
     ForeignLoad,
     add_server_options,
-    bench_fixtures,
-    bench_modules,
     default_workdir,
     delayed_symbol_server,
     is_disturbed,
     machine_info,
     median,
-    native_layout,
+    native_symbols,
     process_cpu_seconds,
     running_server,
     server_config,
@@ -183,14 +181,21 @@ def direct_once(spec: str) -> None:
 
 
 def through_server(
-    workdir: Path, index: int, body: dict[str, Any], config: dict[str, Any], symbols: Any
+    workdir: Path,
+    index: int,
+    body: dict[str, Any],
+    config: dict[str, Any],
+    symbols: Any,
+    environment: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """One request to a fresh server (empty cache); its wall time and the symbol server's log.
 
     Then the same request in another scope: the cache is empty for it too (entries of
     non-public sources are per scope), but the server process has served a request before.
+    `environment`: variables of the server process, as `running_server` takes them.
     """
-    with running_server(workdir / f"data-{index}", config) as server, server.client() as client:
+    data_dir = workdir / f"data-{index}"
+    with running_server(data_dir, config, environment) as server, server.client() as client:
         client.get("/healthcheck")  # connection made before timing
         symbols.requests.clear()
         figures = {}
@@ -332,9 +337,8 @@ def main() -> None:
     workdir: Path = args.workdir
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    modules = bench_modules(bench_fixtures(), workdir / "modules")
-    symbols_dir = workdir / "symbols"
-    placed = native_layout(modules, symbols_dir)
+    native = native_symbols(workdir)
+    modules, symbols_dir, placed = native.modules, native.directory, native.paths
     sizes = {module.name: module.file.stat().st_size for module in modules}
     print(f"files: {json.dumps(sizes)}", flush=True)
 

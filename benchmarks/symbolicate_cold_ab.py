@@ -25,25 +25,21 @@ Usage: uv run python benchmarks/symbolicate_cold_ab.py --variant NAME [SETTING .
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from _harness import (
     ForeignLoad,
-    bench_fixtures,
-    bench_modules,
     default_workdir,
     delayed_symbol_server,
     is_disturbed,
     machine_info,
     median,
-    native_layout,
+    native_symbols,
     server_config,
     symbolicate_request,
     undisturbed_run,
@@ -60,10 +56,15 @@ FIGURES = (
 )
 
 
+#: Settings of every variant's server, before its own.
+BASE_SETTINGS = ("connect_to_reserved_ips=true", "logging.level=warning")
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
-    config: dict[str, Any]
+    settings: tuple[str, ...]
+    """Server configuration settings, `KEY=VALUE` as `--set` takes them."""
     environment: dict[str, str | None]
     """Environment variables of the server process; None removes one."""
 
@@ -80,39 +81,17 @@ class Variant:
                 environment[key.removeprefix("env.")] = value or None
             else:
                 config_settings.append(setting)
-        return cls(name, server_config(config_settings), environment)
+        return cls(name, tuple(config_settings), environment)
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The variant's own settings as a configuration tree."""
+        return server_config(self.settings)
 
-@contextlib.contextmanager
-def server_environment_of(variant: Variant) -> Iterator[None]:
-    """This process's environment changed as `variant` says while a server starts from it
-    (the harness hands the server this process's environment)."""
-    saved = {key: os.environ.get(key) for key in variant.environment}
-    try:
-        for key, value in variant.environment.items():
-            _set(key, value)
-        yield
-    finally:
-        for key, value in saved.items():
-            _set(key, value)
-
-
-def _set(key: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(key, None)
-    else:
-        os.environ[key] = value
-
-
-def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `extra`'s settings, nested sections merged."""
-    result = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = merged(result[key], value)
-        else:
-            result[key] = value
-    return result
+    @property
+    def full_config(self) -> dict[str, Any]:
+        """The whole configuration of the variant's servers."""
+        return server_config([*BASE_SETTINGS, *self.settings])
 
 
 def summary(measurements: list[dict[str, Any]]) -> dict[str, Any]:
@@ -124,16 +103,13 @@ def summary(measurements: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(
-    variant: Variant,
-    config: dict[str, Any],
-    workdir: Path,
-    index: int,
-    body: dict[str, Any],
-    symbols: Any,
+    variant: Variant, workdir: Path, index: int, body: dict[str, Any], symbols: Any
 ) -> dict[str, Any]:
     """One fresh server of `variant`: its two requests (`through_server`)."""
-    with server_environment_of(variant), ForeignLoad() as load:
-        figures = through_server(workdir, index, body, config, symbols)
+    with ForeignLoad() as load:
+        figures = through_server(
+            workdir, index, body, variant.full_config, symbols, variant.environment
+        )
     figures["other_cpu_seconds"] = round(load.seconds, 2)
     busy = figures["seconds"] + figures["second_scope_seconds"]
     figures["disturbed"] = is_disturbed(load.seconds, busy)
@@ -164,27 +140,22 @@ def main() -> None:
     if len({variant.name for variant in variants}) != len(variants):
         raise SystemExit("variant names must differ")
 
-    base_config = {"connect_to_reserved_ips": True, "logging": {"level": "warning"}}
     workdir: Path = args.workdir
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    modules = bench_modules(bench_fixtures(), workdir / "modules")
-    symbols_dir = workdir / "symbols"
-    native_layout(modules, symbols_dir)
+    native = native_symbols(workdir)
     options = {} if args.default_options else {"apply_source_context": False}
 
     measured: dict[str, list[dict[str, Any]]] = {variant.name: [] for variant in variants}
     repeated = 0
-    with delayed_symbol_server(symbols_dir, args.delay) as symbols:
+    with delayed_symbol_server(native.directory, args.delay) as symbols:
         source = {"type": "http", "id": "symbols", "url": symbols.url}
-        body = symbolicate_request(modules, [source], **options)
+        body = symbolicate_request(native.modules, [source], **options)
         for index in range(args.rounds):
             order = variants if index % 2 == 0 else variants[::-1]
             for variant in order:
-                config = merged(base_config, variant.config)
-
                 figures, thrown_away = undisturbed_run(
-                    functools.partial(measure, variant, config, workdir, index, body, symbols),
+                    functools.partial(measure, variant, workdir, index, body, symbols),
                     lambda figures: bool(figures["disturbed"]),
                 )
                 repeated += thrown_away
