@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from symvault import jsontext
 from symvault.app import Services
 from symvault.errors import BadRequest, PayloadTooLarge
 from symvault.store.accounts import Principal, ProjectRef
@@ -87,12 +87,12 @@ async def read_json(request: Request, limit: int) -> Any:
         raise BadRequest("The request body is empty; a JSON document was expected")
     try:
         if len(body) > 64 * 1024:
-            return await run_blocking(json.loads, bytes(body))
-        return json.loads(body)
+            return await run_blocking(jsontext.loads, bytes(body))
+        return jsontext.loads(body)
+    except jsontext.TooDeep as exc:
+        raise BadRequest("The request body is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise BadRequest("The request body is nested too deeply") from exc
 
 
 async def feed_body(request: Request, receiver: MultipartReceiver) -> None:

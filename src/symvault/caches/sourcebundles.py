@@ -8,12 +8,12 @@ placeholders. `SourceBundle` reads files out of an entry.
 
 from __future__ import annotations
 
-import json
 import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from symvault import jsontext
 from symvault.caches.derived import ConversionFailed
 from symvault.caches.object_meta import ObjectInfo
 from symvault.caches.search import Purpose
@@ -42,11 +42,11 @@ class SourceBundleConversion:
         try:
             with zipfile.ZipFile(source_file) as archive:
                 index = _index(archive)
-        except (zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
-            raise ConversionFailed(EntryStatus.MALFORMED, f"damaged source bundle: {exc}") from exc
-        except RecursionError as exc:
+        except jsontext.TooDeep as exc:
             detail = "damaged source bundle: its manifest is nested too deeply"
             raise ConversionFailed(EntryStatus.MALFORMED, detail) from exc
+        except (zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
+            raise ConversionFailed(EntryStatus.MALFORMED, f"damaged source bundle: {exc}") from exc
         shutil.copyfile(source_file, target)
         return {"files": len(index)}
 
@@ -56,7 +56,7 @@ class SourceBundleConversion:
 
 def _index(archive: zipfile.ZipFile) -> dict[str, str]:
     """Source path -> zip member, from the bundle's manifest."""
-    manifest = json.loads(archive.read("manifest.json"))
+    manifest = jsontext.loads(archive.read("manifest.json"))
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
         raise ValueError("manifest.json has no files")

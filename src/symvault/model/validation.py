@@ -38,7 +38,7 @@ def problems(
     return described
 
 
-def _message(error: ErrorDetails, mapping: str = "an object") -> str:
+def _message(error: ErrorDetails, mapping: str) -> str:
     kind = error["type"]
     if kind in _SEQUENCE_TYPES:
         return "Input should be a list"

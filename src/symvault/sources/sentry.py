@@ -6,12 +6,12 @@ with `?id=N`, with the source's bearer token.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlencode
 
+from symvault import jsontext
 from symvault.logs import log_event
 from symvault.model.objects import FileType, ObjectId, file_type_of
 from symvault.model.sources import SentrySourceConfig
@@ -67,8 +67,8 @@ class SentrySource:
                 listing_url, DownloadOutcome(response.status, response.details)
             )
         try:
-            listing = json.loads(response.body)
-        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
+            listing = jsontext.loads(response.body)
+        except ValueError:
             listing = None
         if not isinstance(listing, list):
             raise CandidatesUnavailable(

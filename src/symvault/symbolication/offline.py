@@ -7,12 +7,12 @@ server uses, with the configured sources and caches.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import symbolic
 
+from symvault import jsontext
 from symvault.errors import UnprocessableEntity
 from symvault.model.sources import SourceConfig
 from symvault.model.symbolication import parse_hex, parse_request
@@ -79,10 +79,8 @@ def run_request(
 ) -> dict[str, Any]:
     """Runs a `/symbolicate` request body read from `path`."""
     try:
-        request = parse_request(json.loads(path.read_text(encoding="utf-8")))
+        request = parse_request(jsontext.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:
         raise UnprocessableEntity(f"{path}: {exc}") from exc
-    except RecursionError as exc:
-        raise UnprocessableEntity(f"{path}: the JSON is nested too deeply") from exc
     chosen = request.sources if request.sources is not None else sources
     return symbolicator.symbolicate(request, chosen, "global")
