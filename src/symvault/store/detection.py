@@ -9,13 +9,13 @@ These rules follow Sentry's `detect_dif_from_path`.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path, PurePosixPath
 
 import symbolic
 from symbolic.debuginfo import BcSymbolMap, UuidMapping
 
+from symvault import jsontext
 from symvault.errors import DebugFileError
 from symvault.model.difs import FILE_FORMATS, OBJECT_KINDS, DifMeta
 from symvault.model.ids import parse_debug_id
@@ -102,8 +102,7 @@ def _il2cpp(path: Path, name: str, debug_id: str | None) -> DifMeta:
     if path.stat().st_size > MAX_IL2CPP_SIZE:
         raise DebugFileError("il2cpp line mapping is too large")
     try:
-        with path.open("rb") as handle:
-            mapping = json.load(handle)
+        mapping = jsontext.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
         raise DebugFileError(f"Invalid il2cpp line mapping: {exc}") from exc
     if not isinstance(mapping, dict):

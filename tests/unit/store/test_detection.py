@@ -35,6 +35,8 @@ NATIVE = [
     "riscv_elf",  # detected; refused later for its architecture
 ]
 UUID = "2d10a6e2-e0e1-3f2c-b25c-d0d0c2c0a1f1"
+#: An object whose one value is nested past what the JSON parser can follow.
+DEEPLY_NESTED = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
 
 
 @pytest.mark.parametrize("key", NATIVE)
@@ -199,7 +201,9 @@ class TestIl2cpp:
         (meta,) = detect_file(path, path.name, UUID)
         assert (meta.file_format, meta.debug_id, meta.arch) == ("il2cpp", UUID, "any")
 
-    @pytest.mark.parametrize("content", ['{"unclosed": ', '{"a": 1} trailing', "{\xff}"])
+    @pytest.mark.parametrize(
+        "content", ['{"unclosed": ', '{"a": 1} trailing', "{\xff}", DEEPLY_NESTED]
+    )
     def test_invalid_json(self, tmp_path: Path, content: str) -> None:
         with pytest.raises(DebugFileError, match="Invalid il2cpp line mapping"):
             detect_file(self.write(tmp_path, content), "map.json", UUID)
