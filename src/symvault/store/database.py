@@ -16,8 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -88,6 +86,11 @@ class Database:
 
     def migrate(self) -> None:
         """Brings the schema to the newest revision (safe to call from several processes)."""
+        # Alembic takes a third of a second to import: processes that do not migrate
+        # (fetch processes, most commands) never load it.
+        from alembic import command  # noqa: PLC0415
+        from alembic.config import Config as AlembicConfig  # noqa: PLC0415
+
         with self._migration_lock(), self._writer.connect() as connection:
             alembic_config = AlembicConfig()
             location = resources.files("symvault.store") / "migrations"
