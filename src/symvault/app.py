@@ -6,12 +6,15 @@ database) or holds process-wide state; the API receives a `Services` object.
 
 from __future__ import annotations
 
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from symvault.allocator import limit_arenas, release_free_memory
+from symvault.caches.children import ChildComputations
 from symvault.caches.service import Caches
+from symvault.childpool import ChildPool
 from symvault.config import Config
 from symvault.metrics import Metrics
 from symvault.periodic import PeriodicJobs
@@ -29,7 +32,7 @@ from symvault.symbolication.mozilla import MozillaSymbolicator
 from symvault.symbolication.requests import RequestRegistry
 from symvault.symbolication.service import Symbolicator
 
-__all__ = ["Services", "build_services"]
+__all__ = ["Services", "build_services", "fetch_child"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ _CHUNK_SWEEP_INTERVAL = 600.0
 _MALLOC_ARENAS = 4
 #: Temporary upload files older than this were left by a process that died.
 STALE_STAGING_SECONDS = 6 * 3600.0
+_RELEASE_MEMORY_INTERVAL = 10.0
 
 
 @dataclass
@@ -59,17 +63,23 @@ class Services:
     symbolication_executor: ThreadPoolExecutor
     requests: RequestRegistry
     periodic: PeriodicJobs
+    fetch_children: ChildPool | None = None
 
     def start(self) -> None:
-        """Starts background work (assembly workers, periodic maintenance) and loads
-        what requests would otherwise load on first use."""
+        """Starts background work (assembly workers, periodic maintenance, fetch
+        processes) and loads what requests would otherwise load on first use."""
         limit_arenas(_MALLOC_ARENAS)
+        if self.fetch_children is not None:
+            # In the background: until they are ready, this process fetches itself.
+            self.fetch_children.start()
         self.symbolicator.warm_up()
         self.assembler.start()
         self.periodic.start()
 
     def stop(self) -> None:
         self.periodic.stop()
+        if self.fetch_children is not None:
+            self.fetch_children.close()
         self.assembler.stop()
         self.symbolication_executor.shutdown(wait=False, cancel_futures=True)
         self.symbolicator.close()
@@ -105,13 +115,27 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         upload.validate_max_size,
         on_recorded,
     )
+    symbolication = config.symbolication
+    fetch_children = None
+    computations = None
+    if symbolication.fetch_processes > 0:
+        fetch_children = ChildPool(
+            symbolication.fetch_processes,
+            fetch_child,
+            (config,),
+            symbolication.fetch_threads,
+            "fetch",
+        )
+        computations = ChildComputations(fetch_children, metrics)
+        metrics.fetch_processes.set_function(lambda: fetch_children.running)
+        metrics.fetch_processes_configured.set(fetch_children.size)
     symbolicator = Symbolicator(
         caches.symcaches,
         caches.sourcebundles,
-        config.symbolication.fetch_threads,
-        config.symbolication.inline_frames,
+        symbolication.fetch_threads,
+        symbolication.inline_frames,
+        computations,
     )
-    symbolication = config.symbolication
     requests = RequestRegistry(
         config.max_concurrent_requests,
         symbolication.request_retention.total_seconds(),
@@ -135,7 +159,12 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         interval = config.caches.cleanup_interval.total_seconds()
         periodic.add("cache-cleanup", interval, caches.cleanup_in_child, delay=min(interval, 300))
     periodic.add("expire-requests", 30, requests.sweep_shared, delay=30)
-    periodic.add("release-memory", 10, release_free_memory, delay=10)
+    periodic.add(
+        "release-memory",
+        _RELEASE_MEMORY_INTERVAL,
+        release_free_memory,
+        delay=_RELEASE_MEMORY_INTERVAL,
+    )
     return Services(
         config=config,
         db=db,
@@ -154,4 +183,26 @@ def build_services(config: Config, *, migrate: bool = True) -> Services:
         ),
         requests=requests,
         periodic=periodic,
+        fetch_children=fetch_children,
     )
+
+
+def fetch_child(config: Config) -> Caches:
+    """What a fetch process (`symbolication.fetch_processes`) works with: the caches and
+    what they read, without the server's background work (the server process runs
+    cleanup and sweeps for all)."""
+    limit_arenas(_MALLOC_ARENAS)
+    data_dir = config.data_dir
+    db = Database(config.database_url, config.database.pool_size, lock_dir=data_dir / "locks")
+    storage = FilesystemStorage(data_dir / "store")
+    caches = Caches(config, Metrics(), Accounts(db), DebugFiles(db, storage), storage)
+    periodic = PeriodicJobs()
+    periodic.add(
+        "release-memory",
+        _RELEASE_MEMORY_INTERVAL,
+        release_free_memory,
+        delay=_RELEASE_MEMORY_INTERVAL,
+    )
+    periodic.start()
+    gc.freeze()  # as in server processes: what exists now lives as long as the process
+    return caches

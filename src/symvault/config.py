@@ -285,7 +285,15 @@ class SymbolicationConfig(_Section):
     run on threads. 0 sends every request to the threads."""
 
     fetch_threads: int = Field(default=16, ge=1, le=256)
-    """Modules fetched in parallel (downloads, conversions) per server process."""
+    """Modules fetched in parallel (downloads, conversions) per server process, and
+    per fetch process."""
+
+    fetch_processes: int = Field(default=2, ge=0, le=64)
+    """Child processes of each server process that download files and convert them
+    into cache entries. They have interpreter locks of their own, so a large file's
+    download and conversion do not wait for the small files of the same request, and a
+    conversion that crashes ends a child, not the server. 0: the server process's own
+    threads do that work."""
 
     allow_filesystem_sources: bool = False
     """Let requests name `filesystem` sources (server paths). Sources from this file

@@ -6,9 +6,14 @@ tests and several apps in one process do not share counters.
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["Metrics"]
+__all__ = ["Counts", "Metrics"]
+
+#: Counter increments: (metric name, label values by name, amount).
+Counts = list[tuple[str, dict[str, str], float]]
 
 
 class Metrics:
@@ -93,5 +98,49 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.fetch_processes = Gauge(
+            "symvault_fetch_processes",
+            "Fetch processes of this server process ready for work.",
+            registry=self.registry,
+        )
+        self.fetch_processes_configured = Gauge(
+            "symvault_fetch_processes_configured",
+            "Fetch processes this server process is configured to run.",
+            registry=self.registry,
+        )
+        self._counters = {
+            next(iter(metric.describe())).name: metric
+            for metric in vars(self).values()
+            if isinstance(metric, Counter)
+        }
+        self._reported: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._reported_lock = threading.Lock()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def take_counts(self) -> Counts:
+        """What the counters have counted since the last call (for a child process to
+        hand its counts to its parent, which exports them)."""
+        counts: Counts = []
+        with self._reported_lock:
+            for family in self.registry.collect():
+                if family.type != "counter":
+                    continue
+                for sample in family.samples:
+                    if not sample.name.endswith("_total"):
+                        continue
+                    key = (family.name, tuple(sorted(sample.labels.items())))
+                    amount = sample.value - self._reported.get(key, 0.0)
+                    if amount:
+                        self._reported[key] = sample.value
+                        counts.append((family.name, dict(sample.labels), amount))
+        return counts
+
+    def add_counts(self, counts: Counts) -> None:
+        """Adds counts taken in another process (`take_counts`) to these counters."""
+        for name, labels, amount in counts:
+            counter = self._counters.get(name)
+            if counter is None or amount <= 0:
+                continue
+            (counter.labels(**labels) if labels else counter).inc(amount)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -174,16 +174,58 @@ class DerivedCache:
         )
 
     def fetch(
+        self,
+        object_id: ObjectId,
+        sources: Sequence[SourceConfig],
+        scope: str,
+        computed_elsewhere: bool = False,
+    ) -> DerivedResult:
+        """The derived cache of the best file across `sources` (computed if needed).
+
+        `computed_elsewhere`: another process has just computed the entries
+        (`compute`), so finding them is not counted as cache hits."""
+        result = self._memoized(
+            object_id,
+            sources,
+            scope,
+            lambda: self._fetch(object_id, sources, scope, count_hits=not computed_elsewhere),
+        )
+        assert result is not None  # `_fetch` always has a result without `only`
+        return result
+
+    def fetch_existing(
+        self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
+    ) -> DerivedResult | None:
+        """`fetch` if it would compute nothing, else None."""
+        return self._memoized(
+            object_id, sources, scope, lambda: self._fetch(object_id, sources, scope, only=True)
+        )
+
+    def compute(
         self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
     ) -> DerivedResult:
-        """The derived cache of the best file across `sources` (computed if needed)."""
+        """`fetch` without the memo: the entries of `sources` as far as the walk goes,
+        computed where missing (for a process that computes on behalf of another)."""
+        result = self._fetch(object_id, sources, scope)
+        assert result is not None  # `_fetch` always has a result without `only`
+        return result
+
+    def _memoized(
+        self,
+        object_id: ObjectId,
+        sources: Sequence[SourceConfig],
+        scope: str,
+        produce: Callable[[], DerivedResult | None],
+    ) -> DerivedResult | None:
         memo_key = _memo_key(object_id, sources, scope)
         now = self._clock()
         with self._memo_lock:
             memo = self._memo.get(memo_key)
         if memo is not None and memo[0] > now:
             return memo[1]
-        result = self._fetch(object_id, sources, scope)
+        result = produce()
+        if result is None:
+            return None
         with self._memo_lock:
             self._memo[memo_key] = (now + MEMO_SECONDS, result)
             self._memo.move_to_end(memo_key)
@@ -207,8 +249,15 @@ class DerivedCache:
         return memo[1] if memo is not None and memo[0] > self._clock() else None
 
     def _fetch(
-        self, object_id: ObjectId, sources: Sequence[SourceConfig], scope: str
-    ) -> DerivedResult:
+        self,
+        object_id: ObjectId,
+        sources: Sequence[SourceConfig],
+        scope: str,
+        count_hits: bool = True,
+        only: bool = False,
+    ) -> DerivedResult | None:
+        """The walk across sources; with `only` (existing entries only), None where it
+        would have computed an entry."""
         candidates: list[Candidate] = []
         fallback: DerivedResult | None = None
         failures: list[DerivedResult] = []
@@ -217,7 +266,9 @@ class DerivedCache:
             file_types = applicable_file_types(config, object_id, wanted)
             if not file_types:
                 continue
-            result = self.fetch_from(config, object_id, scope, file_types)
+            result = self._from(config, object_id, scope, file_types, count_hits, only)
+            if result is None:
+                return None
             candidates.extend(result.candidates)
             if result.ok and not result.fallback:
                 return _with_candidates(result, candidates)
@@ -242,12 +293,28 @@ class DerivedCache:
         file_types: Sequence[FileType],
     ) -> DerivedResult:
         """The entry of one source, computed if there is none."""
+        result = self._from(config, object_id, scope, file_types, count_hit=True, only=False)
+        assert result is not None  # computed if missing
+        return result
+
+    def _from(
+        self,
+        config: SourceConfig,
+        object_id: ObjectId,
+        scope: str,
+        file_types: Sequence[FileType],
+        count_hit: bool,
+        only: bool,
+    ) -> DerivedResult | None:
         key = self.key(config, object_id, scope)
-        entry = self.cacher.get(
-            key,
-            lambda target: self._compute(config, object_id, scope, file_types, target),
-            refresh_if=self._needs_refresh,
-        )
+
+        def compute(target: Path) -> Computed:
+            return self._compute(config, object_id, scope, file_types, target)
+
+        if only:
+            found = self.cacher.find(key, compute, self._needs_refresh, count_hit)
+            return None if found is None else self._result(found, config.id)
+        entry = self.cacher.get(key, compute, self._needs_refresh, count_hit)
         return self._result(entry, config.id)
 
     def _result(self, entry: CacheEntry, source_id: str) -> DerivedResult:

@@ -152,6 +152,17 @@ class Caches:
             bundle_conversion, bundle_cacher, self.sources, objects, metas, clock
         )
 
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
+
+    def derived(self, name: str) -> DerivedCache:
+        """The derived cache kind called `name` (its conversion's name)."""
+        for cache in (self.symcaches, self.cficaches, self.sourcebundles):
+            if cache.conversion.name == name:
+                return cache
+        raise KeyError(name)
+
     def precompute(self, record: DebugFile) -> None:
         """Builds the store's symcache and CFI cache of a newly uploaded file in the background."""
         if not self._precompute_queue.acquire(blocking=False):

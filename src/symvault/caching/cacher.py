@@ -126,15 +126,33 @@ class Cacher:
         key: CacheKey,
         compute: ComputeFn,
         refresh_if: Callable[[CacheEntry], bool] | None = None,
+        count_hit: bool = True,
     ) -> CacheEntry:
-        """The entry for `key`, computing it if there is none.
+        """The entry for `key`, computing it if there is none (see `find`)."""
+        entry = self.find(key, compute, refresh_if, count_hit)
+        if entry is not None:
+            return entry
+        self._metrics.cache_misses.labels(self.name).inc()
+        return self._compute_once(key, compute, force=False)
+
+    def find(
+        self,
+        key: CacheKey,
+        compute: ComputeFn,
+        refresh_if: Callable[[CacheEntry], bool] | None = None,
+        count_hit: bool = True,
+    ) -> CacheEntry | None:
+        """The entry for `key` if there is one; `compute` only refreshes it.
 
         An entry for which `refresh_if` is true is returned and recomputed in the
-        background; so is an entry found only under an older version.
+        background; so is an entry found only under an older version. Without
+        `count_hit`, finding the entry is not counted as a hit (another process has
+        just counted the miss that computed it).
         """
         entry = self._load(key, self.versions.current)
         if entry is not None:
-            self._metrics.cache_hits.labels(self.name).inc()
+            if count_hit:
+                self._metrics.cache_hits.labels(self.name).inc()
             if refresh_if is not None and entry.ok and refresh_if(entry):
                 self.refresh_in_background(key, compute, keep_good=True)
             return entry
@@ -144,8 +162,7 @@ class Cacher:
                 self._metrics.cache_hits.labels(self.name).inc()
                 self.refresh_in_background(key, compute)
                 return old
-        self._metrics.cache_misses.labels(self.name).inc()
-        return self._compute_once(key, compute, force=False)
+        return None
 
     def recompute(self, key: CacheKey, compute: ComputeFn) -> CacheEntry:
         """Computes the entry again, even if a usable one exists (shared with concurrent asks)."""

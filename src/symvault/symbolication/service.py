@@ -28,6 +28,7 @@ from typing import Any
 
 import symbolic
 
+from symvault.caches.children import ChildComputations
 from symvault.caches.derived import DerivedCache, DerivedResult
 from symvault.caches.search import Candidate
 from symvault.caches.sourcebundles import SourceBundle
@@ -118,9 +119,12 @@ class Symbolicator:
         sourcebundles: DerivedCache,
         fetch_workers: int = 16,
         inline_frames: int = 0,
+        computations: ChildComputations | None = None,
     ) -> None:
         """`inline_frames`: requests with at most this many frames take their first
-        step on the caller's thread in `symbolicate_async`."""
+        step on the caller's thread in `symbolicate_async`. `computations`: child
+        processes that compute missing entries (else the fetch threads do)."""
+        self._computations = computations
         self._symcaches = symcaches
         self._sourcebundles = sourcebundles
         self._handles = SymcacheHandles()
@@ -299,13 +303,18 @@ class Symbolicator:
     ) -> Fetches:
         """Applies what is remembered; returns the fetches of the other modules.
 
-        Smaller images first: their files are done in a few milliseconds each, so their
+        With fetch processes, largest images first: the largest goes to a process of
+        its own (they balance image sizes), whose download and conversion then do not
+        wait for the interpreter lock the small ones hold in the other. Without them,
+        smaller images first: their files are done in a few milliseconds each, so their
         share of the cores is used while the large files are still downloading, and the
         long conversions of large files then run with the cores to themselves (measured:
         3-10 % less time for a cold request than in request order; largest first took
         3-10 % more)."""
         fetches: Fetches = []
-        for module in sorted(modules, key=lambda module: module.image_size or 0):
+        largest_first = self._computations is not None
+        ordered = sorted(modules, key=lambda m: m.image_size or 0, reverse=largest_first)
+        for module in ordered:
             if module.object_type in _UNSUPPORTED_TYPES:
                 continue  # nothing here could look its addresses up: fetch nothing
             remembered = cache.remembered(module.object_id, sources, scope)
@@ -333,7 +342,7 @@ class Symbolicator:
         kind: str,
     ) -> None:
         try:
-            result = cache.fetch(module.object_id, sources, scope)
+            result = self._fetch_entries(module, sources, scope, cache)
         except Exception:
             # A failure of this service rather than of a source (a broken cache
             # directory, say): the request goes on; a module whose symcache result
@@ -343,6 +352,23 @@ class Symbolicator:
                 module.sources = DerivedResult(EntryStatus.ERROR, None, None, detail="internal")
             return
         self._apply(module, result, kind)
+
+    def _fetch_entries(
+        self, module: Module, sources: Sequence[SourceConfig], scope: str, cache: DerivedCache
+    ) -> DerivedResult:
+        """The module's result, computed where missing by a fetch process if there are
+        any (then read here from the disk they share), else on this thread."""
+        computations = self._computations
+        if computations is None:
+            return cache.fetch(module.object_id, sources, scope)
+        existing = cache.fetch_existing(module.object_id, sources, scope)
+        if existing is not None:
+            return existing
+        weight = module.image_size or 0
+        elsewhere = computations.compute(
+            cache.conversion.name, module.object_id, sources, scope, weight
+        )
+        return cache.fetch(module.object_id, sources, scope, computed_elsewhere=elsewhere)
 
     def _apply(self, module: Module, result: DerivedResult, kind: str) -> None:
         if kind == "sources":

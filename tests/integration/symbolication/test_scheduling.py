@@ -142,9 +142,18 @@ def test_fetches_never_run_on_the_event_loop(services: Services, fixtures: dict[
     assert main not in fetch_threads
 
 
-def test_smaller_images_are_fetched_first(fixtures: dict[str, Any], tmp_path: Path) -> None:
-    """With one fetch thread the order is visible at the symbol server: the request lists
-    the larger image first, its file is asked for last."""
+@pytest.mark.parametrize(
+    ("fetch_processes", "first"),
+    [(0, "crash_elf"), (1, "shapes_elf")],
+    ids=["in-process-smaller-first", "fetch-process-larger-first"],
+)
+def test_fetch_order_by_image_size(
+    fixtures: dict[str, Any], tmp_path: Path, fetch_processes: int, first: str
+) -> None:
+    """With one fetch thread (and at most one fetch process) the order is visible at the
+    symbol server. In-process, smaller images first: the request lists the larger image
+    first, its file is asked for last. With fetch processes, larger images first: the
+    large one gets a process to itself while the small ones share the others."""
     small, large = fixtures["crash_elf"], fixtures["shapes_elf"]
     assert small["image_size"] < large["image_size"]
     root = tmp_path / "symbols"
@@ -154,6 +163,7 @@ def test_smaller_images_are_fetched_first(fixtures: dict[str, Any], tmp_path: Pa
             "data_dir": str(tmp_path / "data"),
             "connect_to_reserved_ips": True,
             "symbolication.fetch_threads": 1,
+            "symbolication.fetch_processes": fetch_processes,
             "sources": [{"type": "http", "id": "symbols", "url": symbols.url}],
         }
         other = BASE + 0x1000_0000
@@ -173,7 +183,16 @@ def test_smaller_images_are_fetched_first(fixtures: dict[str, Any], tmp_path: Pa
             "options": {"apply_source_context": False},
         }
         with built_services(settings) as built, CountingExecutor() as cpu:
-            result = run(built, body, cpu)
+            children = built.fetch_children
+            if children is not None:
+                children.start()
+                assert children.wait_started(60) == fetch_processes
+            try:
+                result = run(built, body, cpu)
+            finally:
+                if children is not None:
+                    children.close()
         asked = [request.path for request in symbols.requests]
     assert [module["debug_status"] for module in result["modules"]] == ["found", "found"]
-    assert asked.index(paths["crash_elf"]) < asked.index(paths["shapes_elf"]), asked
+    later = "shapes_elf" if first == "crash_elf" else "crash_elf"
+    assert asked.index(paths[first]) < asked.index(paths[later]), asked
