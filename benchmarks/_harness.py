@@ -119,10 +119,23 @@ class Server:
                 time.sleep(0.05)
         else:
             raise RuntimeError(f"server did not start:\n{self.log()}")
+        self._await_fetch_processes(deadline)
         match = _TOKEN.search(self.log())
         if match is None:
             raise RuntimeError(f"no admin token in the server output:\n{self.log()}")
         self.token = match.group(1)
+
+    def _await_fetch_processes(self, deadline: float) -> None:
+        """Waits until the fetch processes are ready: they start in the background, and
+        until then the server fetches in its own threads, which is not what is measured."""
+        while time.monotonic() < deadline:
+            metrics = httpx.get(f"{self.url}/metrics", timeout=5).text
+            if _gauge(metrics, "symvault_fetch_processes") >= _gauge(
+                metrics, "symvault_fetch_processes_configured"
+            ):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the fetch processes did not start:\n{self.log()}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -154,6 +167,11 @@ class Server:
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=30).text
+
+
+def _gauge(metrics: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 def server_environment(changes: dict[str, str | None] | None = None) -> dict[str, str]:
