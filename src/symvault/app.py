@@ -73,6 +73,8 @@ class Services:
             # In the background: until they are ready, this process fetches itself.
             self.fetch_children.start()
         self.symbolicator.warm_up()
+        self.accounts.warm_up()
+        self.caches.warm_up()
         self.assembler.start()
         self.periodic.start()
 
@@ -204,5 +206,6 @@ def fetch_child(config: Config) -> Caches:
         delay=_RELEASE_MEMORY_INTERVAL,
     )
     periodic.start()
+    caches.warm_up()
     gc.freeze()  # as in server processes: what exists now lives as long as the process
     return caches

@@ -182,6 +182,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # The standard library's backlog is 5: a client that opens more connections at once
+    # (a cold request asks for 8 or more files together) then has SYNs dropped and waits
+    # a second for the kernel's retry, a stall nobody asked this server for.
+    request_queue_size = 128
     owner: SymbolServer
     stopping: threading.Event
 

@@ -152,6 +152,10 @@ class Caches:
             bundle_conversion, bundle_cacher, self.sources, objects, metas, clock
         )
 
+    def warm_up(self) -> None:
+        """Sets up at start what the first cold request would otherwise wait for."""
+        self.sources.warm_up()
+
     @property
     def metrics(self) -> Metrics:
         return self._metrics

@@ -15,6 +15,8 @@ One `HttpClient` is shared by all HTTP-based sources of a process. It
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -46,6 +48,10 @@ httpcore.HTTP11Connection.READ_NUM_BYTES = _SOCKET_READ
 #: Symbolicator's HTTP client do): a redirect elsewhere, such as Sentry's to a
 #: signed storage URL, must not carry a source's token along.
 _CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
+#: The answer of `HttpClient.warm_up`: large enough to take the paths of a download's
+#: body (several socket reads and file writes).
+_WARM_UP_BODY = 2 * _SOCKET_READ
+_WARM_UP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,41 @@ class HttpClient:
     def close(self) -> None:
         self._client.close()
         self._insecure.close()
+
+    def warm_up(self) -> bool:
+        """Downloads once from a one-shot server on a loopback socket of this process.
+
+        The first download of a process pays for what httpx, httpcore and h11 set up
+        and import on first use: 5-7 ms more than the 7 ms a 4 MB download takes
+        next door. A cold request waits for its downloads, so a process pays that at
+        start instead. Nothing leaves the process (the address policy is not asked);
+        a failure is logged and changes nothing. True if the download went through."""
+        try:
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                listener.settimeout(_WARM_UP_TIMEOUT)
+                answering = threading.Thread(
+                    target=_answer_once, args=(listener,), name="http-warm-up", daemon=True
+                )
+                answering.start()
+                port = listener.getsockname()[1]
+                # As `_guarded_request` builds them: to an address, under a host name.
+                request = self._client.build_request(
+                    "GET",
+                    f"http://127.0.0.1:{port}/warm-up",
+                    headers={"Accept-Encoding": "gzip", "Host": f"localhost:{port}"},
+                    extensions={"sni_hostname": "localhost"},
+                )
+                response = self._client.send(request, stream=True)
+                try:
+                    deadline = time.monotonic() + _WARM_UP_TIMEOUT
+                    self._read(response, Path(os.devnull), deadline, _WARM_UP_BODY)
+                finally:
+                    response.close()
+                answering.join(_WARM_UP_TIMEOUT)
+        except (OSError, httpx.HTTPError, _Failure) as exc:
+            log_event(logger, "http.warm_up_failed", logging.WARNING, error=str(exc))
+            return False
+        return True
 
     def download(
         self,
@@ -306,6 +347,26 @@ class _NullWriter:
 
     def write(self, data: bytes) -> int:
         return len(data)
+
+
+def _answer_once(listener: socket.socket) -> None:
+    """Answers the first connection to `listener` with `_WARM_UP_BODY` zero bytes."""
+    try:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(_WARM_UP_TIMEOUT)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                received = connection.recv(4096)
+                if not received:
+                    return
+                head += received
+            status = (
+                f"HTTP/1.1 200 OK\r\nContent-Length: {_WARM_UP_BODY}\r\nConnection: close\r\n\r\n"
+            )
+            connection.sendall(status.encode("ascii") + bytes(_WARM_UP_BODY))
+    except OSError:
+        return  # the client side says what went wrong
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -75,5 +75,9 @@ class SourceRegistry:
             return StoreSource(config, self._accounts, self._debug_files, self._storage)
         raise TypeError(f"unknown source type {type(config).__name__}")
 
+    def warm_up(self) -> None:
+        """Sets up at start what the first download would otherwise wait for."""
+        self._http.warm_up()
+
     def close(self) -> None:
         self._http.close()

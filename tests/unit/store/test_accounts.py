@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,25 @@ class TestRemembered:
             accounts.remembered_project(read_only, "acme", "other", WRITE_SCOPES)
         with pytest.raises(BadRequest):
             accounts.remembered_project(app_principal, "acme", "Not A Slug!", READ_SCOPES)
+
+
+def test_warm_up_looks_up_a_token_and_leaves_no_trace(accounts: Accounts) -> None:
+    accounts.warm_up()
+    assert not accounts.has_tokens()
+    with pytest.raises(Unauthorized):
+        accounts.authenticate("Bearer " + "0" * 64)
+
+
+def test_warm_up_without_a_database_logs_and_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "gone"
+    directory.mkdir()
+    database = Database(f"sqlite:///{directory}/db.sqlite", lock_dir=tmp_path / "locks")
+    directory.rmdir()  # sqlite cannot create a file in a directory that does not exist
+    try:
+        with caplog.at_level(logging.WARNING, logger="symvault.store.accounts"):
+            Accounts(database).warm_up()
+    finally:
+        database.dispose()
+    assert any("accounts.warm_up_failed" in r.getMessage() for r in caplog.records)
