@@ -81,6 +81,9 @@ class _Child:
         self.tasks: dict[int, tuple[Future[Any], int]] = {}
         self.load = 0
         self.alive = True
+        #: Reads the child's answers; the only thread that closes `connection` once
+        #: the child is adopted (two closing it could close a descriptor reused since).
+        self.reader: threading.Thread | None = None
 
 
 class ChildPool:
@@ -175,7 +178,9 @@ class ChildPool:
                 child.connection.send(None)
         for child in children:
             _end(child.process, grace=2.0)
-            child.connection.close()
+            # Its reader sees the end of the pipe and closes the connection (`_lost`).
+            if child.reader is not None:
+                child.reader.join(timeout=5.0)
 
     # Children
 
@@ -226,9 +231,10 @@ class ChildPool:
                 child.connection.close()
                 return
             self._children.append(child)
-        threading.Thread(
-            target=self._read, args=(child,), name=f"{self._name}-reader", daemon=True
-        ).start()
+            child.reader = threading.Thread(
+                target=self._read, args=(child,), name=f"{self._name}-reader", daemon=True
+            )
+            child.reader.start()
 
     def _read(self, child: _Child) -> None:
         """Answers of one child, until it ends."""
@@ -263,7 +269,8 @@ class ChildPool:
                 self._children.remove(child)
             closed = self._closed
         _end(child.process, grace=2.0)
-        child.connection.close()
+        with child.send_lock:  # not while `submit` or `close` sends on it
+            child.connection.close()
         for future, _ in tasks.values():
             future.set_exception(ChildDied(f"the {self._name} process ended"))
         if closed:

@@ -135,6 +135,19 @@ def test_close_fails_pending_tasks_and_ends_the_children() -> None:
     assert not _alive(pid)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_close_leaves_no_descriptor_of_the_pool_open() -> None:
+    # Each child's connection is closed once, by its reader, before `close` returns.
+    before = _open_descriptors()
+    for round_ in range(3):
+        pool = ChildPool(2, make_state, ("fds",), threads=2, name=f"fds-{round_}")
+        pool.start()
+        assert pool.wait_started(timeout=60) == 2
+        assert pool.submit(describe, (round_,), weight=1).result(timeout=30)[1] == 2 * round_
+        pool.close()
+    assert _open_descriptors() - before == set()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_children_end_when_the_parent_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(
@@ -179,3 +192,7 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def _open_descriptors() -> set[str]:
+    return {entry.name for entry in Path("/proc/self/fd").iterdir()}
