@@ -159,13 +159,8 @@ class HttpClient:
                 )
                 answering.start()
                 port = listener.getsockname()[1]
-                # As `_guarded_request` builds them: to an address, under a host name.
-                request = self._client.build_request(
-                    "GET",
-                    f"http://127.0.0.1:{port}/warm-up",
-                    headers={"Accept-Encoding": "gzip", "Host": f"localhost:{port}"},
-                    extensions={"sni_hostname": "localhost"},
-                )
+                target = httpx.URL(f"http://localhost:{port}/warm-up")
+                request = self._request_to(target, "127.0.0.1", {})
                 response = self._client.send(request, stream=True)
                 try:
                     deadline = time.monotonic() + _WARM_UP_TIMEOUT
@@ -280,8 +275,13 @@ class HttpClient:
             raise _Failure(_error(str(exc)), False) from exc
         except OSError as exc:
             raise _Failure(_error(f"cannot resolve {target.host}: {exc}"), True) from exc
-        # Connect to the address that was checked; keep the name for Host and TLS.
-        connect_url = target.copy_with(host=address)
+        return self._request_to(target, address, headers)
+
+    def _request_to(
+        self, target: httpx.URL, address: str, headers: Mapping[str, str]
+    ) -> httpx.Request:
+        """A GET of `target` that connects to `address` (one that was checked) and keeps
+        the name for Host and TLS."""
         request_headers = {
             "Accept-Encoding": "gzip",
             **headers,
@@ -289,7 +289,7 @@ class HttpClient:
         }
         return self._client.build_request(
             "GET",
-            connect_url,
+            target.copy_with(host=address),
             headers=request_headers,
             extensions={"sni_hostname": target.host},
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from symvault.sources.addresses import AddressPolicy
-from symvault.sources.base import DownloadStatus
+from symvault.sources.base import DownloadOutcome, DownloadStatus
 from symvault.sources.http_client import HttpClient, HttpLimits
 from tests.support.symbol_server import SymbolServer
 
@@ -48,13 +48,17 @@ def test_warm_up_does_not_depend_on_the_download_size_limit() -> None:
         client.close()
 
 
-def test_the_address_policy_holds_after_warm_up(tmp_path: Path, server: SymbolServer) -> None:
-    client = HttpClient(_limits(), AddressPolicy(allow_reserved=False))
+def _warm_up_then_download(allow_reserved: bool, url: str, target: Path) -> DownloadOutcome:
+    client = HttpClient(_limits(), AddressPolicy(allow_reserved=allow_reserved))
     try:
         assert client.warm_up()
-        outcome = client.download(server.url_for("a/file"), tmp_path / "file")
+        return client.download(url, target)
     finally:
         client.close()
+
+
+def test_the_address_policy_holds_after_warm_up(tmp_path: Path, server: SymbolServer) -> None:
+    outcome = _warm_up_then_download(False, server.url_for("a/file"), tmp_path / "file")
     assert outcome.status is DownloadStatus.ERROR
     assert "private or reserved address" in (outcome.details or "")
     assert sum(server.hits.values()) == 0
@@ -62,12 +66,7 @@ def test_the_address_policy_holds_after_warm_up(tmp_path: Path, server: SymbolSe
 
 
 def test_downloads_after_warm_up_work(tmp_path: Path, server: SymbolServer) -> None:
-    client = HttpClient(_limits(), AddressPolicy(allow_reserved=True))
-    try:
-        assert client.warm_up()
-        outcome = client.download(server.url_for("a/file"), tmp_path / "file")
-    finally:
-        client.close()
+    outcome = _warm_up_then_download(True, server.url_for("a/file"), tmp_path / "file")
     assert outcome.status is DownloadStatus.OK
     assert (tmp_path / "file").read_bytes() == b"contents of a file"
     assert server.hits_for("a/file") == 1
