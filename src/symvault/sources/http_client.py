@@ -161,6 +161,9 @@ class HttpClient:
                 port = listener.getsockname()[1]
                 target = httpx.URL(f"http://localhost:{port}/warm-up")
                 request = self._request_to(target, "127.0.0.1", {})
+                # Not the sources' timeouts (minutes): another local process that takes
+                # the one connection `_answer_once` accepts must not hold up the start.
+                request.extensions["timeout"] = httpx.Timeout(_WARM_UP_TIMEOUT).as_dict()
                 response = self._client.send(request, stream=True)
                 try:
                     deadline = time.monotonic() + _WARM_UP_TIMEOUT
