@@ -6,12 +6,13 @@ database) or holds process-wide state; the API receives a `Services` object.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from symvault.allocator import limit_arenas, release_free_memory
+from symvault.allocator import keep_free_memory, limit_arenas, release_free_memory
 from symvault.caches.children import ChildComputations
 from symvault.caches.service import Caches
 from symvault.childpool import ChildPool
@@ -193,7 +194,9 @@ def fetch_child(config: Config) -> Caches:
     """What a fetch process (`symbolication.fetch_processes`) works with: the caches and
     what they read, without the server's background work (the server process runs
     cleanup and sweeps for all)."""
-    limit_arenas(_MALLOC_ARENAS)
+    reserve = config.symbolication.fetch_memory_reserve
+    if not keep_free_memory(reserve):
+        limit_arenas(_MALLOC_ARENAS)
     data_dir = config.data_dir
     db = Database(config.database_url, config.database.pool_size, lock_dir=data_dir / "locks")
     storage = FilesystemStorage(data_dir / "store")
@@ -202,7 +205,7 @@ def fetch_child(config: Config) -> Caches:
     periodic.add(
         "release-memory",
         _RELEASE_MEMORY_INTERVAL,
-        release_free_memory,
+        functools.partial(release_free_memory, reserve),
         delay=_RELEASE_MEMORY_INTERVAL,
     )
     periodic.start()
