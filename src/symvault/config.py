@@ -295,9 +295,9 @@ class SymbolicationConfig(_Section):
     conversion that crashes ends a child, not the server. 0: the server process's own
     threads do that work."""
 
-    fetch_memory_reserve: Size = Field(default=32 * 1024**2, ge=0, le=56 * 1024**2)
+    fetch_memory_reserve: Size = Field(default=32 * 1024**2, ge=0, le=1024**3)
     """Free memory each fetch process keeps ready for its next conversions, its pages
-    in place, instead of handing it back to the system (glibc only, at most 56 MiB):
+    in place, instead of handing it back to the system (glibc only, at most 1 GiB):
     pages the kernel hands out anew cost a conversion a quarter of its time. The
     processes then use one malloc arena. 0: they hand all free memory back every 10
     seconds, as server processes do."""

@@ -109,6 +109,12 @@ class TestSizes:
         with pytest.raises(ConfigError, match=r"upload\.chunk_size"):
             load_config(None, {"upload.chunk_size": 0})
 
+    def test_a_memory_reserve_is_a_size_up_to_a_gibibyte(self) -> None:
+        config = load_config(None, {"symbolication.fetch_memory_reserve": "64MiB"})
+        assert config.symbolication.fetch_memory_reserve == 64 * 1024**2
+        with pytest.raises(ConfigError, match=r"symbolication\.fetch_memory_reserve"):
+            load_config(None, {"symbolication.fetch_memory_reserve": "2GiB"})
+
 
 class TestLoading:
     def test_defaults_without_a_file(self) -> None:
