@@ -20,11 +20,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import logging
 
 __all__ = ["keep_free_memory", "limit_arenas", "release_free_memory"]
-
-logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 _M_TOP_PAD = -2

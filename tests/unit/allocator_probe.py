@@ -43,19 +43,18 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-_libc.mallinfo2.restype = _MallInfo2
-
-
 def free_heap_bytes() -> int:
     """Free memory the allocator holds in its arenas (glibc 2.33 and later)."""
+    _libc.mallinfo2.restype = _MallInfo2
     return int(_libc.mallinfo2().fordblks)
 
 
-def rss_anon_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no RssAnon in /proc/self/status")
+def rss_anon_kib() -> int:
+    with Path("/proc/self/status").open() as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssAnon in /proc/self/status")
 
 
 def faults_of_work(size: int, block: int = 256 * 1024) -> int:
@@ -96,14 +95,14 @@ def scenario(name: str, directory: Path) -> dict[str, object]:
         overrides = {"data_dir": str(directory), "symbolication.fetch_memory_reserve": reserve}
         fetch_child(load_config(None, overrides))
         return {"free": free_heap_bytes(), "faults": faults_of_work(24 * MIB)}
-    before = rss_anon_bytes()
+    before = rss_anon_kib() * 1024
     if name == "no-reserve":
         limit_arenas(1)
         return {"free": free_heap_bytes(), "faults": faults_of_work(24 * MIB)}
     reserved = keep_free_memory(32 * MIB)
     figures: dict[str, object] = {
         "reserved": reserved,
-        "grown": rss_anon_bytes() - before,
+        "grown": rss_anon_kib() * 1024 - before,
         "free": free_heap_bytes(),
     }
     if name == "reserve":
@@ -114,7 +113,7 @@ def scenario(name: str, directory: Path) -> dict[str, object]:
     elif name == "above-reserve":
         churn(96 * MIB)
         figures["free_after_churn"] = free_heap_bytes()
-        figures["grown_after_churn"] = rss_anon_bytes() - before
+        figures["grown_after_churn"] = rss_anon_kib() * 1024 - before
         figures["faults"] = faults_of_work(24 * MIB)
     return figures
 

@@ -13,14 +13,7 @@ from typing import Any
 import pytest
 
 from symvault.allocator import limit_arenas, release_free_memory
-
-
-def rss_anon_kib() -> int:
-    with Path("/proc/self/status").open() as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    raise AssertionError("no RssAnon in /proc/self/status")
+from tests.unit.allocator_probe import rss_anon_kib
 
 
 @pytest.mark.skipif(
